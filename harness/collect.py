@@ -1,0 +1,123 @@
+"""Collect YAML case files into pytest items: one item per case and seed."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterator
+
+import pytest
+
+from harness.cases import Case, CaseFileError, load_case_file
+from harness.checks import CaseCheckFailed
+from harness.results import ItemRecord
+from harness.runner import apply_to_record
+from harness.state import get_state
+
+if TYPE_CHECKING:
+    from harness.scoring import ClipScorer, ImagenetClassifier
+
+CASE_FILE_SUFFIXES = (".yaml", ".yml")
+# Recursing a repository finds CI workflows and compose files too: only a top-level `cases:` key
+# marks a YAML file as ours (a file named on the command line is always ours).
+_CASES_KEY = re.compile(r"^cases\s*:", re.MULTILINE)
+
+
+def is_case_file(file_path: Path, config: pytest.Config) -> bool:
+    if file_path.suffix not in CASE_FILE_SUFFIXES:
+        return False
+    if file_path.resolve() in named_on_command_line(config):
+        return True
+    try:
+        head = file_path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return False
+    return bool(_CASES_KEY.search(head))
+
+
+def named_on_command_line(config: pytest.Config) -> set[Path]:
+    named = set()
+    for arg in config.args:
+        path = Path(config.invocation_params.dir, arg.split("::")[0])
+        if path.suffix in CASE_FILE_SUFFIXES:
+            named.add(path.resolve())
+    return named
+
+
+class CaseFile(pytest.File):
+    """A YAML case file; a broken one is a collection error listing every problem."""
+
+    def collect(self) -> Iterator[CaseItem]:
+        cases = load_case_file(self.path)
+        for case in cases:
+            for tag in case.tags:
+                # Tags are markers: register them so --strict-markers accepts them.
+                self.config.addinivalue_line("markers", f"{tag}: t2i case tag")
+            for seed in case.seeds:
+                yield CaseItem.from_parent(
+                    self,
+                    name=f"{case.id}[seed={seed}]",
+                    callobj=_test_function(case),
+                    case=case,
+                    seed=seed,
+                )
+
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> Any:
+        if isinstance(excinfo.value, CaseFileError):
+            return excinfo.value.render(self.path.relative_to(self.config.rootpath) if self.path.is_relative_to(self.config.rootpath) else self.path)
+        return super().repr_failure(excinfo)
+
+
+def _run_clip_only(request: pytest.FixtureRequest, t2i_pipeline: Any, clip_scorer: ClipScorer) -> None:
+    request.node.run_case(t2i_pipeline, clip_scorer, None)
+
+
+def _run_with_resnet(
+    request: pytest.FixtureRequest, t2i_pipeline: Any, clip_scorer: ClipScorer, imagenet_classifier: ImagenetClassifier
+) -> None:
+    request.node.run_case(t2i_pipeline, clip_scorer, imagenet_classifier)
+
+
+def _test_function(case: Case) -> Any:
+    # The signature decides which fixtures load: a suite with no `resnet:` never loads ResNet.
+    return _run_with_resnet if case.resnet is not None else _run_clip_only
+
+
+class CaseItem(pytest.Function):
+    """One case at one seed. A pytest.Function, so it gets fixtures like any test."""
+
+    def __init__(self, *, case: Case, seed: int, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.case = case
+        self.seed = seed
+        for tag in case.tags:
+            self.add_marker(tag)
+        if case.skip is not None:
+            self.add_marker(pytest.mark.skip(reason=case.skip))
+        if case.xfail is not None:
+            self.add_marker(pytest.mark.xfail(reason=case.xfail))
+
+    @property
+    def case_key(self) -> tuple[str, str]:
+        return (self.parent.nodeid if self.parent is not None else "", self.case.id)
+
+    def new_record(self) -> ItemRecord:
+        file = self.parent.nodeid if self.parent is not None else str(self.path)
+        return ItemRecord.for_case(self.nodeid, self.case, self.seed, file)
+
+    def run_case(self, pipeline: Any, clip_scorer: ClipScorer, classifier: ImagenetClassifier | None) -> None:
+        __tracebackhide__ = True
+        state = get_state(self.config)
+        record = state.records.setdefault(self.nodeid, self.new_record())
+        scored = state.runner.scored(self.case_key, self.case, self.seed, pipeline, clip_scorer, classifier)
+        apply_to_record(record, scored, state.settings.report_dir)
+
+    def reportinfo(self) -> tuple[Path, int, str]:
+        return self.path, self.case.line - 1, f"{self.case.id}[seed={self.seed}]"
+
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> Any:
+        if isinstance(excinfo.value, CaseCheckFailed):
+            file = self.parent.nodeid if self.parent is not None else self.path.name
+            where = f"{file}:{self.case.line}: case {self.case.id!r}, seed {self.seed}"
+            return f"{where}\n{excinfo.value}"
+        return super().repr_failure(excinfo, style=style)

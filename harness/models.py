@@ -1,0 +1,171 @@
+"""Load the three models through their real loading paths, and explain clearly when one is missing."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import torch
+
+    from harness.options import Settings
+
+
+class MissingModelError(Exception):
+    """A model that is neither cached locally nor downloadable; the message says how to fix it."""
+
+    def __init__(self, message: str, *, model: str) -> None:
+        super().__init__(message)
+        self.model = model
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What the report's environment section says about a loaded model."""
+
+    role: str
+    ref: str
+    revision: str
+
+
+def _looks_like_path(ref: str) -> bool:
+    return ref.startswith((".", "/", "~")) or os.sep in ref.strip("/").replace("/", "", 1) or ref.count("/") > 1
+
+
+def hub_revision(ref: str, probe_file: str) -> str:
+    """The commit a hub model resolved to, read from the local cache; 'local dir' for a directory."""
+    if Path(ref).is_dir():
+        return "local dir"
+    from huggingface_hub import try_to_load_from_cache
+
+    cached = try_to_load_from_cache(ref, probe_file)
+    if isinstance(cached, str):
+        # The cache lays files out as .../snapshots/<commit>/<file>.
+        return Path(cached).parent.name
+    return "unknown"
+
+
+def missing_model_message(role: str, ref: str, option: str, reason: str) -> str:
+    from huggingface_hub import constants
+
+    if _looks_like_path(ref) and not Path(ref).exists():
+        return (
+            f"The {role} {ref!r} ({option}) looks like a local directory, but it does not exist "
+            f"(looked in {Path(ref).expanduser().resolve()}). Point {option} at a directory written by "
+            "save_pretrained(), or at a Hugging Face repo id."
+        )
+    return (
+        f"The {role} {ref!r} ({option}) is neither in the local Hugging Face cache "
+        f"({constants.HF_HUB_CACHE}) nor downloadable from here ({reason}). "
+        f"Fix: download it once on a machine with network access (`hf download {ref}`, with HF_HOME "
+        f"pointing at the cache you will use), or point {option} at a local directory holding the model."
+    )
+
+
+def _short_reason(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0][:200]}" if text else type(exc).__name__
+
+
+@contextlib.contextmanager
+def _explain_missing(role: str, ref: str, option: str):  # type: ignore[no-untyped-def]
+    try:
+        yield
+    except (OSError, ValueError) as exc:
+        # huggingface_hub and transformers raise OSError subclasses (or ValueError for malformed ids)
+        # when a model is neither cached nor reachable.
+        raise MissingModelError(missing_model_message(role, ref, option, _short_reason(exc)), model=ref) from exc
+
+
+@contextlib.contextmanager
+def _quiet_loading():  # type: ignore[no-untyped-def]
+    """Loading progress bars off (they would interleave with pytest's output), then restored."""
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    restore = []
+    for module in (diffusers_logging, transformers_logging):
+        if module.is_progress_bar_enabled():
+            module.disable_progress_bar()
+            restore.append(module)
+    try:
+        yield
+    finally:
+        for module in restore:
+            module.enable_progress_bar()
+
+
+def load_pipeline(settings: Settings) -> tuple[Any, ModelInfo]:
+    """A diffusers text-to-image pipeline on the settings' device and dtype, progress bars off."""
+    from diffusers import AutoPipelineForText2Image
+
+    with _explain_missing("text-to-image model", settings.model, "--t2i-model"), _quiet_loading():
+        pipeline = AutoPipelineForText2Image.from_pretrained(settings.model, dtype=settings.dtype, use_safetensors=True)
+    pipeline.to(settings.device)
+    # Progress bars would interleave with pytest's own output.
+    pipeline.set_progress_bar_config(disable=True)
+    return pipeline, ModelInfo("pipeline", settings.model, hub_revision(settings.model, "model_index.json"))
+
+
+def load_clip(settings: Settings) -> tuple[Any, Any, ModelInfo]:
+    from transformers import CLIPModel, CLIPProcessor
+
+    with _explain_missing("CLIP model", settings.clip_model, "--t2i-clip-model"), _quiet_loading():
+        model = CLIPModel.from_pretrained(settings.clip_model, dtype=settings.dtype, use_safetensors=True)
+        processor = CLIPProcessor.from_pretrained(settings.clip_model)
+    model.to(settings.device).eval()
+    return model, processor, ModelInfo("clip", settings.clip_model, hub_revision(settings.clip_model, "config.json"))
+
+
+def load_resnet(settings: Settings) -> tuple[torch.nn.Module, Any, tuple[str, ...], ModelInfo]:
+    """ResNet-50 with preprocessing and class names from torchvision's weights metadata."""
+    import torch
+    from torchvision.models import ResNet50_Weights, resnet50
+
+    source = settings.resnet_weights
+    if Path(source).is_file():
+        # A user's own state dict: preprocessing and class names are still ImageNet-1k's.
+        weights = ResNet50_Weights.IMAGENET1K_V2
+        state_dict = load_state_dict_file(Path(source))
+        revision = f"file {Path(source).name}"
+    else:
+        weights = ResNet50_Weights.DEFAULT if source == "DEFAULT" else ResNet50_Weights[source]
+        try:
+            # Same URL and cache as resnet50(weights=...), but never unpickling arbitrary objects.
+            state_dict = weights.get_state_dict(progress=False, check_hash=True, weights_only=True)
+        except (OSError, RuntimeError) as exc:
+            cache = Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
+            raise MissingModelError(
+                f"The ResNet-50 weights {weights} (--t2i-resnet-weights) are neither in torch's cache "
+                f"({cache}) nor downloadable from here ({_short_reason(exc)}). Fix: download {weights.url} "
+                "once to that path (or set TORCH_HOME), or point --t2i-resnet-weights at a local "
+                "state-dict file (.safetensors, .pt or .pth).",
+                model=str(weights),
+            ) from exc
+        revision = Path(weights.url).name
+    model = resnet50()
+    try:
+        model.load_state_dict(state_dict)
+    except RuntimeError as exc:
+        raise MissingModelError(
+            f"The state dict {source} (--t2i-resnet-weights) does not fit torchvision's resnet50: "
+            f"{_short_reason(exc)}. Give a file saved from torchvision.models.resnet50().state_dict().",
+            model=source,
+        ) from exc
+    model.to(settings.device).eval()
+    categories = tuple(weights.meta["categories"])
+    return model, weights.transforms(), categories, ModelInfo("resnet", str(weights) if not Path(source).is_file() else source, revision)
+
+
+def load_state_dict_file(path: Path) -> dict[str, torch.Tensor]:
+    """Load tensors only: safetensors, or torch.load with weights_only=True (no code can run)."""
+    import torch
+
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(path))
+    return torch.load(path, map_location="cpu", weights_only=True)

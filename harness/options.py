@@ -1,0 +1,185 @@
+"""Command-line options, their ini twins, and the validated settings they resolve to."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+if TYPE_CHECKING:
+    import torch
+
+DEFAULT_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"
+DEFAULT_CLIP_MODEL = "openai/clip-vit-base-patch32"
+DEFAULT_RESNET_WEIGHTS = "IMAGENET1K_V2"
+DEFAULT_REPORT_DIR = "reports"
+DTYPES = ("auto", "float16", "bfloat16", "float32")
+_DEVICE_PATTERN = re.compile(r"(auto|cpu|mps|cuda(:\d+)?)\Z")
+
+
+@dataclass(frozen=True)
+class OptionSpec:
+    flag: str
+    ini: str
+    default: str
+    help: str
+    metavar: str
+    is_path: bool = False  # relative ini values resolve against the ini file's directory
+
+
+OPTIONS = (
+    OptionSpec("--t2i-model", "t2i_model", DEFAULT_MODEL, "diffusers text-to-image model: hub repo id or local dir", "ID_OR_DIR", True),
+    OptionSpec("--t2i-clip-model", "t2i_clip_model", DEFAULT_CLIP_MODEL, "CLIP model for zero-shot label checks: hub repo id or local dir", "ID_OR_DIR", True),
+    OptionSpec(
+        "--t2i-resnet-weights", "t2i_resnet_weights", DEFAULT_RESNET_WEIGHTS,
+        "ResNet-50 weights: a torchvision ResNet50_Weights name, or a state-dict file (.safetensors, .pt, .pth)", "NAME_OR_FILE", True,
+    ),
+    OptionSpec("--t2i-device", "t2i_device", "auto", "device: auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps", "DEVICE"),
+    OptionSpec("--t2i-dtype", "t2i_dtype", "auto", "dtype: auto (float16 on cuda, float32 elsewhere), float16, bfloat16 or float32", "DTYPE"),
+    OptionSpec("--t2i-report-dir", "t2i_report_dir", DEFAULT_REPORT_DIR, "where results.json and the images go", "DIR", True),
+)
+
+
+def add_options(parser: pytest.Parser) -> None:
+    group = parser.getgroup("t2i", "t2i-harness: text-to-image prompt regression tests")
+    for spec in OPTIONS:
+        group.addoption(
+            spec.flag,
+            dest=spec.ini,
+            default=None,
+            metavar=spec.metavar,
+            help=f"{spec.help}. Ini: {spec.ini}. Default: {spec.default!r}",
+        )
+        parser.addini(spec.ini, help=f"{spec.help} (same as {spec.flag})", type="string", default=spec.default)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What the options resolved to. ``model`` and ``clip_model`` are repo ids or local dirs."""
+
+    model: str
+    clip_model: str
+    resnet_weights: str  # an enum name, or an absolute path to a state-dict file
+    device: str
+    dtype_name: str
+    report_dir: Path
+
+    @property
+    def dtype(self) -> torch.dtype:
+        import torch
+
+        return getattr(torch, self.dtype_name)
+
+
+def _raw_value(config: pytest.Config, spec: OptionSpec) -> tuple[str, Path]:
+    """The option's value and the directory a relative path in it is relative to."""
+    cli = config.getoption(spec.ini)
+    if cli is not None:
+        return cli, Path.cwd()
+    base = config.inipath.parent if config.inipath else config.invocation_params.dir
+    return config.getini(spec.ini) or spec.default, base
+
+
+def _model_ref(value: str, base: Path) -> str:
+    # A value that names an existing directory is a local model; anything else is a hub repo id
+    # (which also looks like a relative path, so only an existing directory decides).
+    candidate = Path(value).expanduser()
+    if not candidate.is_absolute():
+        candidate = base / candidate
+    return str(candidate.resolve()) if candidate.is_dir() else value
+
+
+def resolve_device(requested: str) -> str:
+    import torch
+
+    if requested == "auto":
+        if torch.cuda.is_available():
+            return "cuda"
+        if torch.backends.mps.is_available():
+            return "mps"
+        return "cpu"
+    return requested
+
+
+def resolve_settings(config: pytest.Config) -> Settings:
+    """Validate every option; a bad value is a UsageError naming the option."""
+    values = {spec.ini: _raw_value(config, spec) for spec in OPTIONS}
+
+    def where(ini: str) -> str:
+        flag = next(s.flag for s in OPTIONS if s.ini == ini)
+        return flag if config.getoption(ini) is not None else f"{flag} (ini option {ini})"
+
+    for ini, (value, _) in values.items():
+        if not value.strip():
+            raise pytest.UsageError(f"{where(ini)} is empty; give a value or leave the option out.")
+
+    device, _ = values["t2i_device"]
+    if not _DEVICE_PATTERN.match(device):
+        raise pytest.UsageError(f"{where('t2i_device')}={device!r} is not a device; use auto, cpu, cuda, cuda:N or mps.")
+    dtype_name, _ = values["t2i_dtype"]
+    if dtype_name not in DTYPES:
+        raise pytest.UsageError(f"{where('t2i_dtype')}={dtype_name!r} is not a dtype; use one of {', '.join(DTYPES)}.")
+
+    resnet_weights = _resnet_weights(*values["t2i_resnet_weights"], where("t2i_resnet_weights"))
+    report_value, report_base = values["t2i_report_dir"]
+    report_dir = (report_base / Path(report_value).expanduser()).resolve()
+    if report_dir.exists() and not report_dir.is_dir():
+        raise pytest.UsageError(f"{where('t2i_report_dir')}={report_value!r} exists and is not a directory.")
+
+    resolved_device = resolve_device(device)
+    import torch
+
+    if resolved_device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise pytest.UsageError(f"{where('t2i_device')}={device!r}, but CUDA is not available on this machine; use --t2i-device=cpu.")
+        index = int(resolved_device.partition(":")[2] or 0)
+        if index >= torch.cuda.device_count():
+            raise pytest.UsageError(f"{where('t2i_device')}={device!r}, but this machine has {torch.cuda.device_count()} CUDA device(s).")
+    if resolved_device == "mps" and not torch.backends.mps.is_available():
+        raise pytest.UsageError(f"{where('t2i_device')}='mps', but MPS is not available on this machine; use --t2i-device=cpu.")
+    if dtype_name == "auto":
+        dtype_name = "float16" if resolved_device.startswith("cuda") else "float32"
+
+    return Settings(
+        model=_model_ref(*values["t2i_model"]),
+        clip_model=_model_ref(*values["t2i_clip_model"]),
+        resnet_weights=resnet_weights,
+        device=resolved_device,
+        dtype_name=dtype_name,
+        report_dir=report_dir,
+    )
+
+
+def _resnet_weights(value: str, base: Path, where: str) -> str:
+    from torchvision.models import ResNet50_Weights
+
+    if value in ResNet50_Weights.__members__ or value == "DEFAULT":
+        return value
+    path = Path(value).expanduser()
+    if not path.is_absolute():
+        path = base / path
+    if path.suffix in (".safetensors", ".pt", ".pth"):
+        if not path.is_file():
+            raise pytest.UsageError(f"{where}={value!r}: no such file ({path}).")
+        return str(path.resolve())
+    names = ", ".join([*ResNet50_Weights.__members__, "DEFAULT"])
+    raise pytest.UsageError(
+        f"{where}={value!r} is neither a torchvision ResNet50_Weights name ({names}) "
+        "nor a state-dict file ending in .safetensors, .pt or .pth."
+    )
+
+
+def run_environment(settings: Settings) -> dict[str, str]:
+    """Device, dtype and library versions, for the report's environment section and results.json."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    environment = {"t2i device": settings.device, "t2i dtype": settings.dtype_name}
+    for package in ("torch", "torchvision", "diffusers", "transformers"):
+        try:
+            environment[package] = version(package)
+        except PackageNotFoundError:
+            environment[package] = "not installed"
+    return environment

@@ -1,0 +1,103 @@
+"""The pytest plugin: options, collection of case files, results.json, report integration."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness.collect import CaseFile, CaseItem, is_case_file
+from harness.models import MissingModelError
+from harness.options import add_options, resolve_settings, run_environment
+from harness.report import RECORD_PROPERTY, HtmlReportHooks, record_of
+from harness.results import write_results
+from harness.runner import CaseRunner
+from harness.state import STATE_KEY, HarnessState, get_state
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    add_options(parser)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    settings = resolve_settings(config)
+    config.stash[STATE_KEY] = HarnessState(
+        settings=settings, runner=CaseRunner(settings.report_dir), environment=run_environment(settings)
+    )
+    config.pluginmanager.register(ResultsRecorder(config), "t2i-results")
+    if config.pluginmanager.hasplugin("html"):
+        config.pluginmanager.register(HtmlReportHooks(config), "t2i-html")
+
+
+def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> CaseFile | None:
+    if is_case_file(file_path, parent.config):
+        return CaseFile.from_parent(parent, path=file_path)
+    return None
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    # Only selected seeds are generated (-k, -m, --lf), each case's in one pipeline call.
+    runner = get_state(session.config).runner
+    for item in session.items:
+        if isinstance(item, CaseItem):
+            runner.plan(item.case_key, item.seed)
+
+
+def _outcome(report: pytest.TestReport) -> str | None:
+    """The item's final outcome if this report decides it, else None."""
+    if report.when == "setup" and report.passed:
+        return None
+    if report.when == "teardown":
+        return None
+    if hasattr(report, "wasxfail"):
+        return "xfailed" if report.skipped else "xpassed"
+    if report.when == "setup":
+        return "skipped" if report.skipped else "error"
+    return report.outcome
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    report = yield
+    if call.excinfo is not None and isinstance(call.excinfo.value, MissingModelError):
+        report.longrepr = _missing_model_text(item.config, call.excinfo.value)
+    if isinstance(item, CaseItem):
+        outcome = _outcome(report)
+        if outcome is not None:
+            state = get_state(item.config)
+            record = state.records.pop(item.nodeid, None) or item.new_record()
+            record.outcome = outcome
+            record.timings["total_s"] = report.duration
+            report.user_properties.append((RECORD_PROPERTY, record.to_json()))
+    return report
+
+
+def _missing_model_text(config: pytest.Config, error: MissingModelError) -> str:
+    # The full paragraph once; every later item that needed the same model gets one line.
+    seen = get_state(config).errors_seen
+    if error.model in seen:
+        return f"model {error.model!r} is unavailable (explained at the first item that needed it)"
+    seen.add(error.model)
+    return str(error)
+
+
+class ResultsRecorder:
+    """Collects every item's record (on the xdist controller too) and keeps results.json current."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        record = record_of(report)
+        if record is None:
+            return
+        state = get_state(self.config)
+        state.finished.append(record)
+        # Rewritten after every item (atomically), so an interrupted run leaves a valid file.
+        write_results(state.settings.report_dir, state.finished, state.environment)
+
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        state = get_state(self.config)
+        if state.finished:
+            write_results(state.settings.report_dir, state.finished, state.environment)

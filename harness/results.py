@@ -1,0 +1,87 @@
+"""One record per item, and results.json: what the report shows and later runs compare against."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness.atomic import atomic_write_text
+from harness.cases import Case
+from harness.checks import ClipVerdict, ResnetVerdict
+
+RESULTS_FILE = "results.json"
+FORMAT_VERSION = 1
+
+
+@dataclass
+class ItemRecord:
+    id: str  # the pytest node id
+    case: str
+    file: str
+    line: int
+    seed: int
+    prompt: str
+    negative_prompt: str | None
+    steps: int
+    guidance_scale: float
+    width: int | None
+    height: int | None
+    tags: list[str]
+    image: str | None = None  # relative to the report dir
+    clip: dict[str, Any] | None = None
+    resnet: dict[str, Any] | None = None
+    fault: str | None = None
+    outcome: str = "pending"
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @classmethod
+    def for_case(cls, nodeid: str, case: Case, seed: int, file: str) -> ItemRecord:
+        return cls(
+            id=nodeid,
+            case=case.id,
+            file=file,
+            line=case.line,
+            seed=seed,
+            prompt=case.prompt,
+            negative_prompt=case.negative_prompt,
+            steps=case.steps,
+            guidance_scale=case.guidance_scale,
+            width=case.width,
+            height=case.height,
+            tags=list(case.tags),
+        )
+
+    def set_clip(self, verdict: ClipVerdict) -> None:
+        self.clip = {
+            "labels": list(verdict.labels),
+            "probs": list(verdict.probs),
+            "expect": verdict.expect,
+            "min_prob": verdict.min_prob,
+            "margin": verdict.margin,
+            "passed": verdict.passed,
+        }
+
+    def set_resnet(self, verdict: ResnetVerdict) -> None:
+        self.resnet = {
+            "expect": list(verdict.expect),
+            "expect_probs": list(verdict.expect_probs),
+            "top_k": verdict.top_k,
+            "top": [[name, prob] for name, prob in verdict.top],
+            "passed": verdict.passed,
+        }
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def write_results(report_dir: Path, records: list[dict[str, Any]], environment: dict[str, str]) -> Path:
+    path = report_dir / RESULTS_FILE
+    document = {"version": FORMAT_VERSION, "environment": environment, "results": records}
+    atomic_write_text(path, json.dumps(document, indent=2, ensure_ascii=False) + "\n")
+    return path
+
+
+def read_results(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text(encoding="utf-8"))

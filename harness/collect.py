@@ -90,12 +90,22 @@ class CaseItem(pytest.Function):
         super().__init__(**kwargs)
         self.case = case
         self.seed = seed
+        self._structure_node_id()
         for tag in case.tags:
             self.add_marker(tag)
         if case.skip is not None:
             self.add_marker(pytest.mark.skip(reason=case.skip))
         if case.xfail is not None:
             self.add_marker(pytest.mark.xfail(reason=case.xfail))
+
+    def _structure_node_id(self) -> None:
+        # pytest >= 9.1 keeps node ids structured (path, names, params) and parses ids read back
+        # from its cache (--lf, --ff) the same way; an item named "owl[seed=0]" without a callspec
+        # would never match its own cached id. Give the id the shape a parametrized test has.
+        node_id = getattr(self, "_id", None)
+        if node_id is None or not hasattr(node_id, "with_params") or self.parent is None:
+            return
+        self._id = self.parent.id.child(self.case.id).with_params(f"seed={self.seed}")
 
     @property
     def case_key(self) -> tuple[str, str]:

@@ -1,0 +1,114 @@
+"""Shared fixtures: tiny random-weight models on disk, and a helper to run the plugin on case files."""
+
+from __future__ import annotations
+
+import os
+import textwrap
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tiny_models import TinyModels, build_tiny_models
+
+# No hub is reachable from test machines; fail fast instead of waiting on the network.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> TinyModels:
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    diffusers_logging.disable_progress_bar()
+    transformers_logging.disable_progress_bar()
+    return build_tiny_models(tmp_path_factory.mktemp("tiny-models"))
+
+
+@pytest.fixture
+def model_args(tiny_models: TinyModels) -> list[str]:
+    """Command-line options pointing the plugin at the tiny models."""
+    return [
+        f"--t2i-model={tiny_models.pipeline_dir}",
+        f"--t2i-clip-model={tiny_models.clip_dir}",
+        f"--t2i-resnet-weights={tiny_models.resnet_path}",
+        "--t2i-device=cpu",
+    ]
+
+
+def case_yaml(body: str, *, steps: int = 2, seeds: str = "[0]") -> str:
+    """A case file with fast defaults for the tiny models, plus ``body`` (the `cases:` list)."""
+    return f"defaults:\n  steps: {steps}\n  seeds: {seeds}\ncases:\n" + textwrap.indent(textwrap.dedent(body), "  ")
+
+
+@dataclass(frozen=True)
+class Labels:
+    """Two labels the tiny CLIP ranks in a known order on the tiny pipeline's images."""
+
+    winner: str
+    loser: str
+    prompt: str
+
+
+CALIBRATION_PROMPT = "an owl on a branch"
+CANDIDATE_LABELS = ("an owl", "a red car", "a bowl of soup", "a lighthouse", "a violin", "zebra stripes")
+
+
+@pytest.fixture(scope="session")
+def clip_labels(tiny_models: TinyModels) -> Labels:
+    """Find, by direct diffusers + transformers inference, a label pair whose order holds for seeds 0-2.
+
+    The tiny models have random weights, so which label wins is arbitrary but deterministic;
+    tests use this pair to write cases that certainly pass or certainly fail.
+    """
+    import torch
+    from diffusers import StableDiffusionPipeline
+    from transformers import CLIPModel, CLIPProcessor
+
+    pipe = StableDiffusionPipeline.from_pretrained(tiny_models.pipeline_dir, use_safetensors=True)
+    pipe.set_progress_bar_config(disable=True)
+    model = CLIPModel.from_pretrained(tiny_models.clip_dir, use_safetensors=True).eval()
+    processor = CLIPProcessor.from_pretrained(tiny_models.clip_dir)
+    images = [
+        pipe(CALIBRATION_PROMPT, num_inference_steps=2, generator=torch.Generator("cpu").manual_seed(seed)).images[0]
+        for seed in range(3)
+    ]
+    inputs = processor(text=list(CANDIDATE_LABELS), images=images, return_tensors="pt", padding=True)
+    with torch.no_grad():
+        logits = model(**inputs).logits_per_image  # [images, labels]
+    for i, first in enumerate(CANDIDATE_LABELS):
+        for j, second in enumerate(CANDIDATE_LABELS):
+            if i != j and bool((logits[:, i] > logits[:, j] + 0.05).all()):
+                return Labels(winner=first, loser=second, prompt=CALIBRATION_PROMPT)
+    raise AssertionError("no label pair with a stable order; widen CANDIDATE_LABELS")
+
+
+@pytest.fixture(scope="session")
+def resnet_top_class(tiny_models: TinyModels, clip_labels: Labels) -> str:
+    """ResNet-50's top-1 class on the calibration image (seed 0), by direct torchvision inference."""
+    return direct_resnet_top(tiny_models, clip_labels.prompt, seed=0)
+
+
+def direct_image(tiny_models: TinyModels, prompt: str, seed: int, steps: int = 2):  # type: ignore[no-untyped-def]
+    """The image the harness should produce for a case, made by a plain diffusers call."""
+    import torch
+    from diffusers import StableDiffusionPipeline
+
+    pipe = StableDiffusionPipeline.from_pretrained(tiny_models.pipeline_dir, use_safetensors=True)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe(prompt, num_inference_steps=steps, generator=torch.Generator("cpu").manual_seed(seed)).images[0]
+
+
+def direct_resnet_top(tiny_models: TinyModels, prompt: str, seed: int) -> str:
+    import torch
+    from safetensors.torch import load_file
+    from torchvision.models import ResNet50_Weights, resnet50
+
+    weights = ResNet50_Weights.IMAGENET1K_V2
+    model = resnet50()
+    model.load_state_dict(load_file(str(tiny_models.resnet_path)))
+    model.eval()
+    image = direct_image(tiny_models, prompt, seed)
+    with torch.no_grad():
+        logits = model(weights.transforms()(image).unsqueeze(0))
+    return weights.meta["categories"][int(logits.argmax())]

@@ -1,0 +1,88 @@
+"""Options: each flag has an ini twin, the command line wins, bad values name the option."""
+
+from __future__ import annotations
+
+import pytest
+
+CASES = """\
+cases:
+  - id: owl
+    prompt: "an owl"
+    clip: {expect: "an owl", distractors: ["a hawk"]}
+"""
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--t2i-device=gpu"], "--t2i-device='gpu' is not a device; use auto, cpu, cuda, cuda:N or mps."),
+        (["--t2i-dtype=half"], "--t2i-dtype='half' is not a dtype; use one of auto, float16, bfloat16, float32."),
+        (["--t2i-resnet-weights=IMAGENET1K_V9"], "--t2i-resnet-weights='IMAGENET1K_V9' is neither a torchvision*"),
+        (["--t2i-resnet-weights=missing.safetensors"], "--t2i-resnet-weights='missing.safetensors': no such file*"),
+        (["--t2i-model="], "--t2i-model is empty; give a value or leave the option out."),
+    ],
+)
+def test_bad_values_are_usage_errors_naming_the_option(
+    pytester: pytest.Pytester, args: list[str], message: str
+) -> None:
+    pytester.makefile(".yaml", suite=CASES)
+    result = pytester.runpytest(*args)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"ERROR: {message}"])
+    assert "Traceback" not in result.stderr.str()
+
+
+def test_bad_ini_value_names_the_ini_option(pytester: pytest.Pytester) -> None:
+    pytester.makeini("[pytest]\nt2i_dtype = fp8\n")
+    result = pytester.runpytest()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: --t2i-dtype (ini option t2i_dtype)='fp8' is not a dtype*"])
+
+
+def test_cuda_requested_without_cuda(pytester: pytest.Pytester) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    result = pytester.runpytest("--t2i-device=cuda")
+    result.stderr.fnmatch_lines(["ERROR: --t2i-device='cuda', but CUDA is not available on this machine*"])
+
+
+def test_command_line_wins_over_ini_and_auto_resolves(pytester: pytest.Pytester) -> None:
+    pytester.makeini("[pytest]\nt2i_dtype = bfloat16\nt2i_device = cpu\n")
+    pytester.makepyfile(
+        """
+        def test_settings(t2i_settings):
+            print("SETTINGS", t2i_settings.device, t2i_settings.dtype_name)
+        """
+    )
+    pytester.runpytest("-s").stdout.fnmatch_lines(["*SETTINGS cpu bfloat16"])
+    pytester.runpytest("-s", "--t2i-dtype=auto").stdout.fnmatch_lines(["*SETTINGS cpu float32"])
+
+
+def test_local_model_dirs_resolve_relative_to_the_ini_file(pytester: pytest.Pytester) -> None:
+    pytester.mkdir("models").joinpath("sd").mkdir()
+    pytester.makeini("[pytest]\nt2i_model = models/sd\n")
+    pytester.makepyfile(
+        """
+        def test_settings(t2i_settings):
+            print("MODEL", t2i_settings.model, t2i_settings.clip_model)
+        """
+    )
+    result = pytester.runpytest("-s")
+    result.stdout.fnmatch_lines([f"*MODEL {pytester.path / 'models/sd'} openai/clip-vit-base-patch32"])
+
+
+def test_help_lists_every_option_with_ini_and_default(pytester: pytest.Pytester) -> None:
+    text = " ".join(pytester.runpytest("--help").stdout.str().split())  # unwrap lines
+    assert "t2i-harness: text-to-image prompt regression tests:" in text
+    for flag, ini, default in [
+        ("--t2i-model=ID_OR_DIR", "t2i_model", "stable-diffusion-v1-5/stable-diffusion-v1-5"),
+        ("--t2i-clip-model=ID_OR_DIR", "t2i_clip_model", "openai/clip-vit-base-patch32"),
+        ("--t2i-resnet-weights=NAME_OR_FILE", "t2i_resnet_weights", "IMAGENET1K_V2"),
+        ("--t2i-device=DEVICE", "t2i_device", "auto"),
+        ("--t2i-dtype=DTYPE", "t2i_dtype", "auto"),
+        ("--t2i-report-dir=DIR", "t2i_report_dir", "reports"),
+    ]:
+        section = text[text.index(flag) :]
+        assert f"Ini: {ini}. Default: '{default}'" in section[:400], flag

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -92,7 +93,10 @@ def _quiet_loading():  # type: ignore[no-untyped-def]
             module.disable_progress_bar()
             restore.append(module)
     try:
-        yield
+        with warnings.catch_warnings():
+            # diffusers passes an argument huggingface_hub has deprecated; not the user's to fix.
+            warnings.filterwarnings("ignore", message="The `local_dir_use_symlinks` argument is deprecated")
+            yield
     finally:
         for module in restore:
             module.enable_progress_bar()

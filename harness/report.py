@@ -91,6 +91,13 @@ class HtmlReportHooks:
     def pytest_html_report_title(self, report: Any) -> None:
         report.title = "t2i-harness report"
 
+    def pytest_html_results_summary(self, prefix: list[str], summary: list[str], postfix: list[str], session: Any) -> None:
+        # Above the table: pass rates per file, tag and case, and a grid of every image.
+        from harness.summary import summary_html
+
+        state = get_state(self.config)
+        postfix.append(summary_html(state.finished, state.settings.report_dir, self._html_dir()))
+
     def pytest_html_results_table_header(self, cells: list[str]) -> None:
         # After "Result" and "Test".
         cells[2:2] = [f"<th>{escape(name)}</th>" for name in COLUMNS]

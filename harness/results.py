@@ -35,6 +35,7 @@ class ItemRecord:
     fault: str | None = None
     outcome: str = "pending"
     timings: dict[str, float] = field(default_factory=dict)
+    baseline: dict[str, Any] | None = None  # how the scores compare with --t2i-baseline (harness.baseline.Drift)
 
     @classmethod
     def for_case(cls, nodeid: str, case: Case, seed: int, file: str) -> ItemRecord:

@@ -130,4 +130,4 @@ class CaseItem(pytest.Function):
             file = self.parent.nodeid if self.parent is not None else self.path.name
             where = f"{file}:{self.case.line}: case {self.case.id!r}, seed {self.seed}"
             return f"{where}\n{excinfo.value}"
-        return super().repr_failure(excinfo, style=style)
+        return super().repr_failure(excinfo)

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from harness.checks import CaseCheckFailed, ClipVerdict, ResnetVerdict, failure_message, judge_clip, judge_resnet
 from harness.generate import GenerationRequest, generate
+from harness.prompt_length import truncation_notes, warn_truncated
 from harness.results import ItemRecord
 
 if TYPE_CHECKING:
@@ -32,6 +33,7 @@ class ScoredImage:
     resnet: ResnetVerdict | None
     timings: dict[str, float]
     size: tuple[int, int] | None = None  # (width, height) actually generated
+    notes: list[str] = field(default_factory=list)  # e.g. a prompt the text encoder truncates
 
 
 def image_path(report_dir: Path, file_nodeid: str, case_id: str, seed: int) -> Path:
@@ -86,6 +88,8 @@ class CaseRunner:
             GenerationRequest(case.prompt, case.negative_prompt, seed, case.steps, case.guidance_scale, case.width, case.height)
             for seed in seeds
         ]
+        notes = truncation_notes(pipeline.tokenizer, case) if getattr(pipeline, "tokenizer", None) else []
+        warn_truncated(case, notes)
         generated = generate(pipeline, requests)
         good = [(i, g.image) for i, g in enumerate(generated) if g.image is not None]
         images: list[Image.Image] = [image for _, image in good if image is not None]
@@ -119,7 +123,9 @@ class CaseRunner:
                 timings["resnet_s"] = resnet_seconds
             size = result.image.size if result.image is not None else None
             results.append(
-                ScoredImage(path, result.fault, clip_verdicts.get(index), resnet_verdicts.get(index), timings, size)
+                ScoredImage(
+                    path, result.fault, clip_verdicts.get(index), resnet_verdicts.get(index), timings, size, notes
+                )
             )
         return results
 
@@ -139,6 +145,7 @@ def apply_to_record(record: ItemRecord, scored: ScoredImage, report_dir: Path) -
     if scored.image_path is not None:
         record.image = scored.image_path.relative_to(report_dir).as_posix()
     record.fault = scored.fault
+    record.warnings.extend(scored.notes)
     if scored.size is not None:
         record.width, record.height = scored.size
     record.timings.update(scored.timings)

@@ -1,0 +1,50 @@
+"""Ctrl-C mid-run leaves reports/ consistent: valid files describing the finished items, no temp files."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import Labels, case_yaml
+
+
+def test_ctrl_c_leaves_valid_report_and_results(
+    pytester: pytest.Pytester, model_args: list[str], clip_labels: Labels
+) -> None:
+    body = "".join(
+        f"""
+        - id: case-{n}
+          prompt: "{clip_labels.prompt}"
+          clip: {{expect: "{clip_labels.winner}", distractors: ["{clip_labels.loser}"]}}
+        """
+        for n in range(40)
+    )
+    pytester.makefile(".yaml", suite=case_yaml(body, steps=10))
+    results = pytester.path / "reports/results.json"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pytest", "suite.yaml", "--html=reports/report.html", "--self-contained-html", *model_args],
+        cwd=pytester.path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    deadline = time.monotonic() + 120
+    while not results.exists() and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)  # what Ctrl-C sends
+    output = process.communicate(timeout=120)[0].decode()
+    assert "KeyboardInterrupt" in output, output[-2000:]
+
+    finished = json.loads(results.read_text())["results"]
+    assert 1 <= len(finished) < 40
+    assert all(record["outcome"] in ("passed", "failed") for record in finished)
+    for record in finished:
+        assert (pytester.path / "reports" / record["image"]).is_file()
+    html = (pytester.path / "reports/report.html").read_text()
+    assert html.rstrip().endswith("</html>")
+    leftovers = [p.name for p in (pytester.path / "reports").rglob("*") if p.name.endswith(".tmp")]
+    assert leftovers == []

@@ -8,6 +8,7 @@ from __future__ import annotations
 import difflib
 import math
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,14 +17,17 @@ from harness.imagenet import imagenet_categories
 from harness.yaml_source import YamlList, YamlMap, YamlSyntaxError, parse_yaml
 
 CASE_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*\Z")
+MAX_ID_LENGTH = 100  # an id names an image file: keep well under file-name limits
 # Tags become pytest markers, so they must be valid in a `-m` expression and must not shadow
 # pytest's own markers.
 TAG_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*\Z")
 RESERVED_TAGS = {
     "and", "or", "not", "True", "False", "None",
     "skip", "skipif", "xfail", "parametrize", "usefixtures", "filterwarnings",
-}
+}  # fmt: skip
 MAX_SEED = 2**63
+MAX_STEPS = 10_000
+IMAGENET_CLASSES = 1000
 
 DEFAULT_GUIDANCE_SCALE = 7.5
 DEFAULT_STEPS = 50
@@ -32,12 +36,14 @@ DEFAULT_SEEDS = (0,)
 TOP_LEVEL_KEYS = ("defaults", "cases")
 CASE_KEYS = (
     "id", "prompt", "negative_prompt", "guidance_scale", "steps", "seeds", "width", "height",
-    "clip", "resnet", "tags", "skip", "xfail",
-)
+    "clip", "resnet", "tags", "skip", "xfail", "tolerance",
+)  # fmt: skip
 # Everything a file's cases could share; id, prompt and the checks are per case by nature.
-DEFAULTS_KEYS = ("negative_prompt", "guidance_scale", "steps", "seeds", "width", "height", "tags")
+DEFAULTS_KEYS = ("negative_prompt", "guidance_scale", "steps", "seeds", "width", "height", "tags", "tolerance")
 CLIP_KEYS = ("expect", "distractors", "min_prob")
 RESNET_KEYS = ("expect", "top_k")
+
+_FILE_SHAPE = "a case file is a mapping whose 'cases:' key holds a list of cases, each starting with '- id: ...'"
 
 
 @dataclass(frozen=True)
@@ -78,18 +84,24 @@ class Case:
     tags: tuple[str, ...] = ()
     skip: str | None = None
     xfail: str | None = None
+    tolerance: float | None = None  # allowed drop below a baseline (harness.baseline); None: --t2i-tolerance
 
 
 @dataclass(frozen=True)
 class Problem:
+    """One thing wrong in a case file. A case without a usable id is named by its position."""
+
     line: int
     message: str
     case_id: str | None = None
+    case_number: int | None = None  # 1-based position in 'cases'
 
     def format(self, path: Path | str) -> str:
         where = f"{path}:{self.line}: "
         if self.case_id is not None:
             where += f"case {self.case_id!r}: "
+        elif self.case_number is not None:
+            where += f"case #{self.case_number}: "
         return where + self.message
 
 
@@ -113,7 +125,10 @@ def load_case_file(path: Path) -> list[Case]:
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
-        raise CaseFileError(path, [Problem(1, f"not UTF-8 text ({exc.reason}); save the file as UTF-8")]) from None
+        line = exc.object[: exc.start].count(b"\n") + 1
+        raise CaseFileError(
+            path, [Problem(line, f"not UTF-8 text (byte {exc.object[exc.start]:#04x}); save the file as UTF-8")]
+        ) from None
     try:
         document = parse_yaml(text)
     except YamlSyntaxError as exc:
@@ -125,12 +140,48 @@ def load_case_file(path: Path) -> list[Case]:
     return cases
 
 
-def suggest(word: str, choices: Any, n: int = 3) -> str:
-    """' (did you mean ...?)' for near misses, or ''."""
-    matches = difflib.get_close_matches(word, list(choices), n=n, cutoff=0.6)
+def suggest(word: str, choices: Iterable[str], n: int = 3) -> str:
+    """' (did you mean ...?)' for near misses, or ''. Matching ignores case."""
+    by_folded: dict[str, str] = {}
+    for choice in choices:
+        by_folded.setdefault(choice.casefold(), choice)
+    matches = difflib.get_close_matches(word.casefold(), list(by_folded), n=n, cutoff=0.6)
     if not matches:
         return ""
-    return " (did you mean " + " or ".join(repr(m) for m in matches) + "?)"
+    return " (did you mean " + " or ".join(repr(by_folded[m]) for m in matches) + "?)"
+
+
+def label_key(label: str) -> str:
+    """Labels CLIP cannot tell apart: its tokenizer lowercases and splits on whitespace."""
+    return " ".join(label.casefold().split())
+
+
+def suggested_id(raw: str) -> str:
+    """A valid id close to ``raw``, for the fix hint of an invalid one."""
+    candidate = re.sub(r"[^A-Za-z0-9_.-]+", "-", raw).strip("-_.")[:MAX_ID_LENGTH]
+    return candidate or "my-case"
+
+
+@dataclass(frozen=True)
+class _Owner:
+    """Whose problems these are: the file (no case), or a case by id or position."""
+
+    case_id: str | None = None
+    number: int | None = None
+
+
+_FILE = _Owner()
+_INVALID = object()  # a value that failed validation (its problem is already recorded)
+
+
+@dataclass(frozen=True)
+class _Value:
+    """A raw YAML value with where it came from."""
+
+    raw: Any
+    line: int
+    text: str | None  # source text, for scalars
+    name: str  # how messages call it: 'steps', 'defaults.steps', 'clip.expect'
 
 
 @dataclass
@@ -138,302 +189,507 @@ class _CaseFileParser:
     path: Path
     problems: list[Problem] = field(default_factory=list)
 
-    def _problem(self, line: int, message: str, case_id: str | None = None) -> None:
-        self.problems.append(Problem(line, message, case_id))
+    def _problem(self, line: int, message: str, owner: _Owner) -> None:
+        self.problems.append(Problem(line, message, owner.case_id, owner.number))
 
-    def _check_keys(self, mapping: YamlMap, allowed: tuple[str, ...], where: str, case_id: str | None) -> None:
-        for key in mapping:
-            if key not in allowed:
-                self._problem(
-                    mapping.key_lines[key],
-                    f"unknown key {key!r} in {where}{suggest(key, allowed)}; allowed keys: {', '.join(allowed)}",
-                    case_id,
-                )
+    # -- the file ---------------------------------------------------------------------------
 
     def parse(self, document: Any) -> list[Case]:
-        example = "a case file is a mapping with a 'cases:' list, e.g.\n    cases:\n      - id: my-case\n        prompt: ..."
         if document is None:
-            self._problem(1, f"the file is empty; {example}")
+            self._problem(1, f"the file is empty (or holds only comments); {_FILE_SHAPE}", _FILE)
             return []
-        if not isinstance(document, YamlMap) or "cases" not in document:
+        if not isinstance(document, YamlMap):
             line = getattr(document, "line", 1)
-            self._problem(line, f"no top-level 'cases:' key; {example}")
-            if isinstance(document, YamlMap):
-                self._check_keys(document, TOP_LEVEL_KEYS, "the top level", None)
+            self._problem(line, f"the top level is {_kind(document)}, not a mapping; {_FILE_SHAPE}", _FILE)
             return []
-        self._check_keys(document, TOP_LEVEL_KEYS, "the top level", None)
+        self._check_keys(document, TOP_LEVEL_KEYS, "at the top level", _FILE)
+        if "cases" not in document:
+            self._problem(document.line, f"no top-level 'cases:' key; {_FILE_SHAPE}", _FILE)
+            return []
 
-        defaults: YamlMap = YamlMap()
-        defaults.line, defaults.key_lines = 1, {}
-        raw_defaults = document.get("defaults")
-        if raw_defaults is not None:
-            if isinstance(raw_defaults, YamlMap):
-                self._check_keys(raw_defaults, DEFAULTS_KEYS, "'defaults'", None)
-                defaults = raw_defaults
-            else:
-                self._problem(document.key_lines["defaults"], "'defaults' must be a mapping of case keys")
-
-        raw_cases = document["cases"]
+        defaults = self._defaults(document)
+        raw_cases, cases_line = document["cases"], document.key_lines["cases"]
+        if raw_cases is None or raw_cases == []:
+            self._problem(cases_line, "'cases' is empty; add at least one case under it ('- id: ...')", _FILE)
+            return []
         if not isinstance(raw_cases, YamlList):
-            self._problem(document.key_lines["cases"], "'cases' must be a list of cases (each item starts with '- id: ...')")
-            return []
-        if not raw_cases:
-            self._problem(document.key_lines["cases"], "'cases' is empty; add at least one case")
+            self._problem(
+                cases_line,
+                f"'cases' must be a list of cases (each starting with '- id: ...'), got {_kind(raw_cases)}",
+                _FILE,
+            )
             return []
 
         cases = []
-        first_line_of_id: dict[str, int] = {}
-        for raw, line in zip(raw_cases, raw_cases.item_lines):
-            case = self._parse_case(raw, line, defaults)
-            if case is None:
-                continue
-            if case.id in first_line_of_id:
+        seen_ids: dict[str, tuple[str, int]] = {}  # casefolded id -> (id, line)
+        for number, (raw, line) in enumerate(zip(raw_cases, raw_cases.item_lines, strict=True), start=1):
+            owner = _Owner(number=number)
+            if not isinstance(raw, YamlMap):
                 self._problem(
                     line,
-                    f"duplicate case id; the same id is already used on line {first_line_of_id[case.id]} "
-                    "(ids must be unique within a file)",
-                    case.id,
+                    f"this item of 'cases' is {_kind(raw)}, not a mapping; a case is a mapping with at least "
+                    "'id', 'prompt' and 'clip'",
+                    owner,
                 )
                 continue
-            first_line_of_id[case.id] = line
-            cases.append(case)
-        return cases
+            owner = self._id(raw, number)
+            if owner.case_id is not None and CASE_ID_PATTERN.match(owner.case_id):
+                self._unique_id(owner, raw.key_lines["id"], seen_ids)
+            case = self._case(raw, owner, defaults)
+            if case is not None:
+                cases.append(case)
+        return [] if self.problems else cases
 
-    def _parse_case(self, raw: Any, line: int, defaults: YamlMap) -> Case | None:
+    def _check_keys(self, mapping: YamlMap, allowed: tuple[str, ...], where: str, owner: _Owner) -> None:
+        for key in mapping:
+            if key in allowed:
+                continue
+            if where == "in 'defaults'" and key in CASE_KEYS:
+                fix = f"'{key}' cannot be a default; set it in each case (defaults take: {', '.join(DEFAULTS_KEYS)})"
+            elif where == "in a case" and key in CLIP_KEYS + RESNET_KEYS and not suggest(key, allowed):
+                fix = f"unknown key {key!r} in a case; it belongs under 'clip:' or 'resnet:'"
+            else:
+                fix = f"unknown key {key!r} {where}{suggest(key, allowed, n=1)}; allowed keys: {', '.join(allowed)}"
+            self._problem(mapping.key_lines[key], fix, owner)
+
+    def _defaults(self, document: YamlMap) -> dict[str, Any]:
+        """The file's validated defaults; a problem in them is reported once, not once per case."""
+        raw = document.get("defaults")
+        if raw is None:
+            return {}
         if not isinstance(raw, YamlMap):
-            self._problem(line, "each item of 'cases' must be a mapping with at least 'id', 'prompt' and 'clip'")
-            return None
-        count_before = len(self.problems)
-
-        case_id = raw.get("id")
-        shown_id: str | None = None
-        if case_id is None:
-            self._problem(raw.line, "missing 'id' (letters, digits, '-', '_', '.'; e.g. 'id: watercolor-owl')")
-        elif not isinstance(case_id, str) or not CASE_ID_PATTERN.match(case_id):
             self._problem(
-                raw.key_lines["id"],
-                f"invalid id {str(case_id)!r}: an id starts with a letter or digit and holds only "
-                "letters, digits, '-', '_' and '.' (it names the image file and the test)",
+                document.key_lines["defaults"],
+                f"'defaults' must be a mapping of case keys (e.g. 'steps: 25'), got {_kind(raw)}",
+                _FILE,
             )
+            return {}
+        self._check_keys(raw, DEFAULTS_KEYS, "in 'defaults'", _FILE)
+        values = {}
+        for key in DEFAULTS_KEYS:
+            if key in raw and raw[key] is not None:
+                value = self._shared(
+                    key, _Value(raw[key], raw.key_lines[key], raw.texts.get(key), f"defaults.{key}"), _FILE
+                )
+                if value is not _INVALID:
+                    values[key] = value
+        return values
+
+    # -- one case ---------------------------------------------------------------------------
+
+    def _id(self, raw: YamlMap, number: int) -> _Owner:
+        """The owner name for this case's problems, reporting a missing or invalid id."""
+        example = "e.g. 'id: watercolor-owl' (letters, digits, '-', '_' and '.')"
+        case_id = raw.get("id")
+        if case_id is None:
+            self._problem(raw.line, f"missing 'id'; every case needs a unique id, {example}", _Owner(number=number))
+            return _Owner(number=number)
+        line, text = raw.key_lines["id"], raw.texts.get("id")
+        if not isinstance(case_id, str):
+            self._problem(line, _quote_hint("'id'", case_id, text), _Owner(number=number))
+            return _Owner(number=number)
+        owner = _Owner(case_id=case_id, number=number)
+        if len(case_id) > MAX_ID_LENGTH:
+            self._problem(line, f"the id is {len(case_id)} characters long; keep it to {MAX_ID_LENGTH}", owner)
+        elif not CASE_ID_PATTERN.match(case_id):
+            self._problem(
+                line,
+                f"invalid id {case_id!r}: an id starts with a letter or digit and holds only letters, digits, "
+                f"'-', '_' and '.', because it names the test and its image file; try {suggested_id(case_id)!r}",
+                owner,
+            )
+        return owner
+
+    def _unique_id(self, owner: _Owner, line: int, seen: dict[str, tuple[str, int]]) -> None:
+        assert owner.case_id is not None
+        folded = owner.case_id.casefold()
+        if folded not in seen:
+            seen[folded] = (owner.case_id, line)
+            return
+        first_id, first_line = seen[folded]
+        if first_id == owner.case_id:
+            message = f"duplicate case id: line {first_line} already uses it; ids must be unique within a file"
         else:
-            shown_id = case_id
-        self._check_keys(raw, CASE_KEYS, "a case", shown_id)
+            message = (
+                f"case id clashes with {first_id!r} on line {first_line}: ids that differ only in case would "
+                "share an image file on macOS and Windows; rename one"
+            )
+        self._problem(line, message, owner)
 
-        def value(key: str) -> tuple[Any, int]:
-            if key in raw:
-                return raw[key], raw.key_lines[key]
-            if key in defaults:
-                return defaults[key], defaults.key_lines[key]
-            return None, raw.line
+    def _case(self, raw: YamlMap, owner: _Owner, defaults: dict[str, Any]) -> Case | None:
+        before = len(self.problems)
+        self._check_keys(raw, CASE_KEYS, "in a case", owner)
 
-        prompt, prompt_line = value("prompt")
-        if prompt is None or (isinstance(prompt, str) and not prompt.strip()):
-            self._problem(prompt_line, "missing or empty 'prompt'", shown_id)
-        elif not isinstance(prompt, str):
-            self._problem(prompt_line, f"'prompt' must be a string, got {_kind(prompt)}", shown_id)
+        prompt = self._text(self._value(raw, "prompt"), owner, required=True)
+        shared = dict(defaults)
+        for key in DEFAULTS_KEYS:
+            if key in raw and raw[key] is not None:
+                shared[key] = self._shared(key, self._value(raw, key), owner)
+        clip = self._clip(raw, owner)
+        resnet = self._resnet(raw, owner)
+        skip = self._reason(raw, "skip", owner)
+        xfail = self._reason(raw, "xfail", owner)
 
-        negative, negative_line = value("negative_prompt")
-        if negative is not None and not isinstance(negative, str):
-            self._problem(negative_line, f"'negative_prompt' must be a string, got {_kind(negative)}", shown_id)
-
-        guidance = self._number(value("guidance_scale"), "guidance_scale", DEFAULT_GUIDANCE_SCALE, shown_id, minimum=0.0)
-        steps = self._integer(value("steps"), "steps", DEFAULT_STEPS, shown_id, minimum=1, maximum=10_000)
-        seeds = self._seeds(value("seeds"), shown_id)
-        width = self._size(value("width"), "width", shown_id)
-        height = self._size(value("height"), "height", shown_id)
-        clip = self._clip(raw, shown_id)
-        resnet = self._resnet(raw, shown_id)
-        tags = self._tags(value("tags"), shown_id)
-        skip = self._reason(raw, "skip", shown_id)
-        xfail = self._reason(raw, "xfail", shown_id)
-
-        if len(self.problems) > count_before or shown_id is None or clip is None:
+        if len(self.problems) > before or owner.case_id is None or clip is None:
             return None
         return Case(
-            id=shown_id,
+            id=owner.case_id,
             prompt=prompt,
-            negative_prompt=negative,
-            guidance_scale=guidance,
-            steps=steps,
-            seeds=seeds,
-            width=width,
-            height=height,
+            negative_prompt=shared.get("negative_prompt"),
+            guidance_scale=shared.get("guidance_scale", DEFAULT_GUIDANCE_SCALE),
+            steps=shared.get("steps", DEFAULT_STEPS),
+            seeds=shared.get("seeds", DEFAULT_SEEDS),
+            width=shared.get("width"),
+            height=shared.get("height"),
             clip=clip,
             resnet=resnet,
-            tags=tags,
+            tags=shared.get("tags", ()),
             skip=skip,
             xfail=xfail,
+            tolerance=shared.get("tolerance"),
             path=self.path,
             line=raw.line,
         )
 
-    def _number(self, found: tuple[Any, int], key: str, default: float, case_id: str | None, *, minimum: float) -> float:
-        raw, line = found
-        if raw is None:
-            return default
-        if isinstance(raw, bool) or not isinstance(raw, (int, float)) or not math.isfinite(raw):
-            self._problem(line, f"{key!r} must be a number, got {_kind(raw)}", case_id)
-            return default
-        if raw < minimum:
-            self._problem(line, f"{key!r} must be >= {minimum}, got {raw}", case_id)
+    @staticmethod
+    def _value(mapping: YamlMap, key: str, prefix: str = "", missing_line: int | None = None) -> _Value:
+        """``mapping[key]`` with its line; a missing key points at ``missing_line`` (default: the mapping's)."""
+        line = mapping.key_lines.get(key, missing_line if missing_line is not None else mapping.line)
+        return _Value(mapping.get(key), line, mapping.texts.get(key), prefix + key)
+
+    def _shared(self, key: str, value: _Value, owner: _Owner) -> Any:
+        """Validate a key that a case may take from 'defaults'."""
+        if key == "negative_prompt":
+            return self._text(value, owner, required=False)
+        if key == "guidance_scale":
+            return self._guidance(value, owner)
+        if key == "steps":
+            return self._integer(value, owner, 1, MAX_STEPS, "e.g. 25")
+        if key == "seeds":
+            return self._seeds(value, owner)
+        if key in ("width", "height"):
+            return self._size(value, owner)
+        if key == "tags":
+            return self._tags(value, owner)
+        if key == "tolerance":
+            return self._tolerance(value, owner)
+        raise AssertionError(key)
+
+    def _tolerance(self, value: _Value, owner: _Owner) -> Any:
+        raw = value.raw
+        if isinstance(raw, bool) or not isinstance(raw, (int, float)) or not 0 <= raw <= 1:
+            self._problem(
+                value.line,
+                f"'{value.name}' must be a number in [0, 1], such as 0.05 (the largest drop in CLIP probability "
+                f"or margin below the baseline that still passes); got {_kind(raw)}",
+                owner,
+            )
+            return _INVALID
         return float(raw)
 
-    def _integer(
-        self, found: tuple[Any, int], key: str, default: int, case_id: str | None, *, minimum: int, maximum: int
-    ) -> int:
-        raw, line = found
-        if raw is None:
-            return default
+    # -- value checks -----------------------------------------------------------------------
+
+    def _text(self, value: _Value, owner: _Owner, *, required: bool) -> Any:
+        if value.raw is None:
+            if required:
+                self._problem(
+                    value.line,
+                    f"missing '{value.name}'; e.g. {value.name.split('.')[-1]}: \"an owl on a branch\"",
+                    owner,
+                )
+                return _INVALID
+            return None
+        if not isinstance(value.raw, str):
+            self._problem(value.line, _quote_hint(f"'{value.name}'", value.raw, value.text), owner)
+            return _INVALID
+        if required and not value.raw.strip():
+            self._problem(value.line, f"'{value.name}' is empty; write the text it should hold", owner)
+            return _INVALID
+        return value.raw
+
+    def _guidance(self, value: _Value, owner: _Owner) -> Any:
+        raw = value.raw
+        if isinstance(raw, bool) or not isinstance(raw, (int, float)) or not math.isfinite(raw):
+            self._problem(value.line, f"'{value.name}' must be a number such as 7.5, got {_kind(raw)}", owner)
+            return _INVALID
+        if raw < 0:
+            self._problem(
+                value.line, f"'{value.name}' must be >= 0 (7.5 is usual; 0 or 1 turns guidance off), got {raw}", owner
+            )
+            return _INVALID
+        return float(raw)
+
+    def _integer(self, value: _Value, owner: _Owner, minimum: int, maximum: int, example: str) -> Any:
+        raw = value.raw
         if isinstance(raw, bool) or not isinstance(raw, int):
-            self._problem(line, f"{key!r} must be a whole number, got {_kind(raw)}", case_id)
-            return default
+            self._problem(value.line, f"'{value.name}' must be a whole number ({example}), got {_kind(raw)}", owner)
+            return _INVALID
         if not minimum <= raw <= maximum:
-            self._problem(line, f"{key!r} must be between {minimum} and {maximum}, got {raw}", case_id)
+            self._problem(
+                value.line, f"'{value.name}' must be between {minimum} and {maximum} ({example}), got {raw}", owner
+            )
+            return _INVALID
         return raw
 
-    def _seeds(self, found: tuple[Any, int], case_id: str | None) -> tuple[int, ...]:
-        raw, line = found
-        if raw is None:
-            return DEFAULT_SEEDS
-        if isinstance(raw, int) and not isinstance(raw, bool):
-            raw = [raw]
-        if not isinstance(raw, list) or not raw:
-            self._problem(line, f"'seeds' must be a non-empty list of whole numbers, e.g. [0, 1]; got {_kind(raw)}", case_id)
-            return DEFAULT_SEEDS
-        seeds = []
-        for seed in raw:
-            if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < MAX_SEED:
-                self._problem(line, f"seed {seed!r} is not a whole number in [0, 2**63)", case_id)
+    def _seeds(self, value: _Value, owner: _Owner) -> Any:
+        raw = value.raw
+        rule = f"seeds are whole numbers from 0 to {MAX_SEED - 1} (2**63 - 1)"
+        if isinstance(raw, YamlList):
+            items = list(zip(raw, raw.item_lines, raw.texts, strict=True))
+        else:
+            items = [(raw, value.line, value.text)]
+        if isinstance(raw, (YamlMap, str, float)) or items == []:
+            self._problem(
+                value.line,
+                f"'{value.name}' must be a whole number or a non-empty list of them, e.g. [0, 1, 2]; got {_kind(raw)}",
+                owner,
+            )
+            return _INVALID
+        seeds: dict[int, int] = {}  # seed -> line
+        ok = True
+        for seed, line, text in items:
+            if isinstance(seed, bool) or not isinstance(seed, int):
+                self._problem(
+                    line, f"seed {text if text is not None else _kind(seed)} is not a whole number; {rule}", owner
+                )
+                ok = False
+            elif not 0 <= seed < MAX_SEED:
+                self._problem(line, f"seed {seed} is out of range; {rule}", owner)
+                ok = False
             elif seed in seeds:
-                self._problem(line, f"seed {seed} is listed twice", case_id)
+                self._problem(
+                    line, f"seed {seed} is listed twice{_also_on(seeds[seed], line)}; remove the repeat", owner
+                )
+                ok = False
             else:
-                seeds.append(seed)
-        return tuple(seeds) or DEFAULT_SEEDS
+                seeds[seed] = line
+        return tuple(seeds) if ok else _INVALID
 
-    def _size(self, found: tuple[Any, int], key: str, case_id: str | None) -> int | None:
-        raw, line = found
-        if raw is None:
-            return None
-        if isinstance(raw, bool) or not isinstance(raw, int) or raw <= 0 or raw % 8:
-            self._problem(line, f"{key!r} must be a positive multiple of 8 (e.g. 512), got {raw!r}", case_id)
-            return None
+    def _size(self, value: _Value, owner: _Owner) -> Any:
+        raw = value.raw
+        if isinstance(raw, bool) or not isinstance(raw, int):
+            self._problem(
+                value.line,
+                f"'{value.name}' must be a whole number of pixels, a multiple of 8 such as 512; got {_kind(raw)}",
+                owner,
+            )
+            return _INVALID
+        if raw <= 0 or raw % 8:
+            below, above = raw // 8 * 8, raw // 8 * 8 + 8
+            nearest = f"; the nearest are {below} and {above}" if raw > 8 else "; e.g. 512"
+            self._problem(
+                value.line,
+                f"'{value.name}' must be a positive multiple of 8 (the VAE works in 8-pixel blocks), "
+                f"got {raw}{nearest}",
+                owner,
+            )
+            return _INVALID
         return raw
 
-    def _string_list(self, raw: Any, line: int, what: str, case_id: str | None) -> list[str] | None:
-        if isinstance(raw, str):
-            raw = [raw]
-        if not isinstance(raw, list) or not all(isinstance(item, str) and item.strip() for item in raw):
-            self._problem(line, f"{what} must be a list of non-empty strings", case_id)
-            return None
-        return list(raw)
+    def _tags(self, value: _Value, owner: _Owner) -> Any:
+        raw = value.raw
+        items = (
+            list(zip(raw, raw.item_lines, raw.texts, strict=True))
+            if isinstance(raw, YamlList)
+            else [(raw, value.line, value.text)]
+        )
+        if isinstance(raw, YamlMap):
+            self._problem(
+                value.line, f"'{value.name}' must be a list of words, e.g. [animals, slow]; got a mapping", owner
+            )
+            return _INVALID
+        tags = []
+        for tag, line, text in items:
+            if not isinstance(tag, str):
+                self._problem(line, _quote_hint("each tag", tag, text), owner)
+            elif not TAG_PATTERN.match(tag) or tag in RESERVED_TAGS:
+                self._problem(
+                    line,
+                    f"invalid tag {tag!r}: tags become pytest markers, so they start with a letter or '_', hold "
+                    "only letters, digits, '_' and '-', and are none of "
+                    + ", ".join(sorted(RESERVED_TAGS))
+                    + f"; try {suggested_tag(tag)!r}",
+                    owner,
+                )
+            else:
+                tags.append(tag)
+        if len(tags) != len(items):
+            return _INVALID
+        return tuple(dict.fromkeys(tags))
 
-    def _clip(self, raw: YamlMap, case_id: str | None) -> ClipCheck | None:
-        if "clip" not in raw:
-            self._problem(raw.line, "missing 'clip' section (with 'expect' and 'distractors')", case_id)
+    def _labels(self, value: _Value, owner: _Owner, what: str) -> list[tuple[str, int]] | None:
+        """A non-empty list of non-empty strings (a single string counts as a list of one)."""
+        raw = value.raw
+        if isinstance(raw, YamlList):
+            items = list(zip(raw, raw.item_lines, raw.texts, strict=True))
+        elif raw is None or isinstance(raw, YamlMap):
+            items = []
+        else:
+            items = [(raw, value.line, value.text)]
+        if not items:
+            self._problem(value.line, f"'{value.name}' needs at least one {what}", owner)
+            return None
+        labels = []
+        for label, line, text in items:
+            if not isinstance(label, str):
+                self._problem(line, _quote_hint(f"each label in '{value.name}'", label, text), owner)
+            elif not label.strip():
+                self._problem(line, f"'{value.name}' holds an empty label; remove it or fill it in", owner)
+            else:
+                labels.append((label, line))
+        return labels if len(labels) == len(items) else None
+
+    def _clip(self, raw: YamlMap, owner: _Owner) -> ClipCheck | None:
+        if raw.get("clip") is None:
+            self._problem(
+                raw.key_lines.get("clip", raw.line),
+                "missing 'clip' section: add 'clip:' with 'expect' (the label CLIP should pick) and "
+                "'distractors' (labels it could confuse with it)",
+                owner,
+            )
             return None
         section, line = raw["clip"], raw.key_lines["clip"]
         if not isinstance(section, YamlMap):
-            self._problem(line, "'clip' must be a mapping with 'expect' and 'distractors'", case_id)
-            return None
-        self._check_keys(section, CLIP_KEYS, "'clip'", case_id)
-        expect = section.get("expect")
-        ok = True
-        if not isinstance(expect, str) or not expect.strip():
-            self._problem(section.key_lines.get("expect", line), "missing or empty 'clip.expect' (the label CLIP should pick)", case_id)
-            ok = False
-        raw_distractors = section.get("distractors")
-        distractors_line = section.key_lines.get("distractors", line)
-        distractors: list[str] | None = None
-        if raw_distractors is None or raw_distractors == []:
             self._problem(
-                distractors_line,
-                "'clip.distractors' needs at least one label the model could confuse with the intended one",
-                case_id,
+                line, f"'clip' must be a mapping with 'expect' and 'distractors', got {_kind(section)}", owner
             )
-            ok = False
-        else:
-            distractors = self._string_list(raw_distractors, distractors_line, "'clip.distractors'", case_id)
-            ok = ok and distractors is not None
-        if distractors is not None:
-            seen: set[str] = set()
-            for label in distractors:
-                if isinstance(expect, str) and label.strip() == expect.strip():
-                    self._problem(distractors_line, f"the intended label {label!r} is repeated among the distractors", case_id)
-                    ok = False
-                elif label in seen:
-                    self._problem(distractors_line, f"duplicate distractor label {label!r}", case_id)
-                    ok = False
-                seen.add(label)
-        min_prob = section.get("min_prob")
-        if min_prob is not None:
-            if isinstance(min_prob, bool) or not isinstance(min_prob, (int, float)) or not 0 <= min_prob <= 1:
-                self._problem(section.key_lines["min_prob"], f"'clip.min_prob' must be a number in [0, 1], got {min_prob!r}", case_id)
-                ok = False
-        if not ok or distractors is None:
             return None
-        return ClipCheck(expect=expect, distractors=tuple(distractors), min_prob=None if min_prob is None else float(min_prob))
+        before = len(self.problems)
+        self._check_keys(section, CLIP_KEYS, "in 'clip'", owner)
+        expect = self._value(section, "expect", "clip.", line)
+        if expect.raw is None:
+            self._problem(
+                expect.line, "missing 'clip.expect': the label CLIP should pick, e.g. expect: \"an owl\"", owner
+            )
+        else:
+            self._text(expect, owner, required=True)
+        distractors = self._labels(
+            self._value(section, "distractors", "clip.", line),
+            owner,
+            'label CLIP could confuse with the intended one, e.g. distractors: ["a hawk"]',
+        )
+        if distractors is not None:
+            seen: dict[str, int] = {}
+            intended = label_key(expect.raw) if isinstance(expect.raw, str) else None
+            for label, label_line in distractors:
+                key = label_key(label)
+                if key == intended:
+                    self._problem(
+                        label_line,
+                        f"the intended label {expect.raw!r} (clip.expect, line {expect.line}) is repeated among the "
+                        "distractors; CLIP ignores case and spacing, so remove it or reword it",
+                        owner,
+                    )
+                elif key in seen:
+                    self._problem(
+                        label_line,
+                        f"duplicate label {label!r} in 'clip.distractors'{_also_on(seen[key], label_line)}; "
+                        "CLIP ignores case and spacing, so remove one",
+                        owner,
+                    )
+                else:
+                    seen[key] = label_line
+        min_prob = self._value(section, "min_prob", "clip.", line)
+        if min_prob.raw is not None:
+            raw_p = min_prob.raw
+            if isinstance(raw_p, bool) or not isinstance(raw_p, (int, float)) or not 0 <= raw_p <= 1:
+                self._problem(
+                    min_prob.line,
+                    f"'clip.min_prob' must be a probability in [0, 1], such as 0.5; got {_kind(raw_p)}",
+                    owner,
+                )
+        if len(self.problems) > before or distractors is None:
+            return None
+        return ClipCheck(
+            expect=expect.raw,
+            distractors=tuple(label for label, _ in distractors),
+            min_prob=None if min_prob.raw is None else float(min_prob.raw),
+        )
 
-    def _resnet(self, raw: YamlMap, case_id: str | None) -> ResnetCheck | None:
-        if "resnet" not in raw or raw["resnet"] is None:
+    def _resnet(self, raw: YamlMap, owner: _Owner) -> ResnetCheck | None:
+        if raw.get("resnet") is None:
             return None
         section, line = raw["resnet"], raw.key_lines["resnet"]
         if not isinstance(section, YamlMap):
-            self._problem(line, "'resnet' must be a mapping with 'expect' (ImageNet class names) and optional 'top_k'", case_id)
+            self._problem(
+                line,
+                "'resnet' must be a mapping with 'expect' (ImageNet class names) and optional 'top_k', "
+                f"got {_kind(section)}",
+                owner,
+            )
             return None
-        self._check_keys(section, RESNET_KEYS, "'resnet'", case_id)
-        expect_line = section.key_lines.get("expect", line)
-        if "expect" not in section:
-            self._problem(line, "missing 'resnet.expect' (one or more ImageNet class names)", case_id)
-            return None
-        expect = self._string_list(section["expect"], expect_line, "'resnet.expect'", case_id)
-        if expect is None:
-            return None
-        categories = imagenet_categories()
-        known = set(categories)
-        valid = True
-        for name in expect:
-            if name not in known:
-                valid = False
-                hint = suggest(name, categories) or " (see torchvision's ResNet50_Weights.IMAGENET1K_V2.meta['categories'])"
-                self._problem(expect_line, f"{name!r} is not an ImageNet class name{hint}", case_id)
-        top_k = self._integer(
-            (section.get("top_k"), section.key_lines.get("top_k", line)), "resnet.top_k", 1, case_id, minimum=1, maximum=1000
+        before = len(self.problems)
+        self._check_keys(section, RESNET_KEYS, "in 'resnet'", owner)
+        expect = self._labels(
+            self._value(section, "expect", "resnet.", line),
+            owner,
+            'ImageNet class name, e.g. expect: ["great grey owl"]',
         )
-        return ResnetCheck(expect=tuple(expect), top_k=top_k) if valid else None
+        if expect is not None:
+            categories = imagenet_categories()
+            known = set(categories)
+            seen: dict[str, int] = {}
+            for name, name_line in expect:
+                if name not in known:
+                    hint = (
+                        suggest(name, categories)
+                        or " (see torchvision's ResNet50_Weights.IMAGENET1K_V2.meta['categories'])"
+                    )
+                    self._problem(name_line, f"{name!r} is not an ImageNet class name{hint}", owner)
+                elif name in seen:
+                    self._problem(
+                        name_line,
+                        f"{name!r} is listed twice in 'resnet.expect'{_also_on(seen[name], name_line)}",
+                        owner,
+                    )
+                else:
+                    seen[name] = name_line
+        top_k = self._value(section, "top_k", "resnet.", line)
+        top_k_value = 1 if top_k.raw is None else self._integer(top_k, owner, 1, IMAGENET_CLASSES, "1 to 5 is usual")
+        if len(self.problems) > before or expect is None:
+            return None
+        return ResnetCheck(expect=tuple(name for name, _ in expect), top_k=top_k_value)
 
-    def _tags(self, found: tuple[Any, int], case_id: str | None) -> tuple[str, ...]:
-        raw, line = found
-        if raw is None:
-            return ()
-        tags = self._string_list(raw, line, "'tags'", case_id)
-        if tags is None:
-            return ()
-        for tag in tags:
-            if not TAG_PATTERN.match(tag) or tag in RESERVED_TAGS:
-                self._problem(
-                    line,
-                    f"invalid tag {tag!r}: tags become pytest markers, so they start with a letter or '_', "
-                    "hold only letters, digits, '_' and '-', and are not one of "
-                    + ", ".join(sorted(RESERVED_TAGS)),
-                    case_id,
-                )
-        return tuple(dict.fromkeys(tags))
-
-    def _reason(self, raw: YamlMap, key: str, case_id: str | None) -> str | None:
-        if key not in raw or raw[key] is None:
+    def _reason(self, raw: YamlMap, key: str, owner: _Owner) -> str | None:
+        if raw.get(key) is None:
             return None
         reason = raw[key]
         if not isinstance(reason, str) or not reason.strip():
-            self._problem(raw.key_lines[key], f"'{key}' takes a reason, e.g. {key}: \"flaky on fp16\"", case_id)
+            self._problem(
+                raw.key_lines[key], f"'{key}' takes a reason, e.g. {key}: \"flaky on fp16\"; got {_kind(reason)}", owner
+            )
             return None
         return reason
 
 
+def suggested_tag(tag: str) -> str:
+    candidate = re.sub(r"[^A-Za-z0-9_-]+", "_", tag).strip("-")
+    if not candidate or not TAG_PATTERN.match(candidate) or candidate in RESERVED_TAGS:
+        candidate = "t_" + candidate.lstrip("_-")
+    return candidate
+
+
+def _quote_hint(subject: str, value: Any, text: str | None) -> str:
+    """'x' must be text: for a value YAML read as a number, boolean or null, show how to quote it."""
+    what = f"{subject} must be text"
+    if text is None or isinstance(value, (YamlMap, YamlList)):
+        return f"{what}, got {_kind(value)}"
+    return f'{what}, but YAML reads {text} as {_kind(value)}; put it in quotes: "{text}"'
+
+
+def _also_on(first_line: int, line: int) -> str:
+    return f" (also on line {first_line})" if first_line != line else ""
+
+
 def _kind(value: Any) -> str:
     if value is None:
-        return "nothing"
+        return "nothing (null)"
     if isinstance(value, dict):
         return "a mapping"
     if isinstance(value, list):
         return "a list"
-    return f"{type(value).__name__} {value!r}"
+    if isinstance(value, bool):
+        return f"the boolean {str(value).lower()}"
+    if isinstance(value, (int, float)):
+        return f"the number {value!r}"
+    return f"the text {value!r}"

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from harness import baseline
+from harness import baseline, check_mode
 from harness.collect import CaseFile, CaseItem, is_case_file
 from harness.models import MissingModelError
 from harness.options import add_options, resolve_settings, run_environment
@@ -20,6 +20,7 @@ from harness.state import STATE_KEY, HarnessState, get_state
 def pytest_addoption(parser: pytest.Parser) -> None:
     add_options(parser)
     baseline.add_options(parser)
+    check_mode.add_options(parser)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -27,6 +28,9 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[STATE_KEY] = HarnessState(
         settings=settings, runner=CaseRunner(settings.report_dir), environment=run_environment(settings)
     )
+    if config.getoption("t2i_check"):
+        config.pluginmanager.register(check_mode.CheckMode(config, settings.model), "t2i-check")
+        return
     config.pluginmanager.register(ResultsRecorder(config), "t2i-results")
     config.pluginmanager.register(
         baseline.BaselinePlugin(config, baseline.resolve_baseline_settings(config)), "t2i-baseline"

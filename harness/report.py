@@ -124,7 +124,8 @@ class HtmlReportHooks:
         timings = "<br/>".join(f"{escape(k)} {v:.3f}" for k, v in record.get("timings", {}).items())
         return [
             image,
-            escape(record["prompt"]),
+            escape(record["prompt"])
+            + "".join(f'<div class="t2i-warning">&#9888; {escape(note)}</div>' for note in record.get("warnings", [])),
             escape(record.get("negative_prompt") or ""),
             str(int(record["seed"])),
             str(int(record["steps"])),

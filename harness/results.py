@@ -35,6 +35,7 @@ class ItemRecord:
     fault: str | None = None
     outcome: str = "pending"
     timings: dict[str, float] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)  # e.g. a prompt the text encoder truncates
     baseline: dict[str, Any] | None = None  # how the scores compare with --t2i-baseline (harness.baseline.Drift)
 
     @classmethod

@@ -133,7 +133,7 @@ def load_resnet(settings: Settings) -> tuple[torch.nn.Module, Any, tuple[str, ..
     if Path(source).is_file():
         # A user's own state dict: preprocessing and class names are still ImageNet-1k's.
         weights = ResNet50_Weights.IMAGENET1K_V2
-        state_dict = load_state_dict_file(Path(source))
+        state_dict = _read_state_dict_file(Path(source))
         revision = f"file {Path(source).name}"
     else:
         weights = ResNet50_Weights.DEFAULT if source == "DEFAULT" else ResNet50_Weights[source]
@@ -162,6 +162,31 @@ def load_resnet(settings: Settings) -> tuple[torch.nn.Module, Any, tuple[str, ..
     model.to(settings.device).eval()
     categories = tuple(weights.meta["categories"])
     return model, weights.transforms(), categories, ModelInfo("resnet", str(weights) if not Path(source).is_file() else source, revision)
+
+
+def _read_state_dict_file(path: Path) -> dict[str, torch.Tensor]:
+    """load_state_dict_file, with a refused or unreadable file explained instead of a traceback."""
+    import pickle
+
+    try:
+        return load_state_dict_file(path)
+    except pickle.UnpicklingError as exc:
+        # torch's own text suggests weights_only=False, which would run whatever the file holds.
+        blocked = str(exc).strip().splitlines()[-3:]
+        detail = next((line.strip().rstrip(".") for line in blocked if "GLOBAL" in line), "not only tensors")
+        raise MissingModelError(
+            f"The state dict {path} (--t2i-resnet-weights) was refused: only tensors are loaded, so that no code "
+            f"in a weights file can run, and this file holds other pickled objects ({detail}). Fix: save plain "
+            "tensors, preferably as safetensors: safetensors.torch.save_file(model.state_dict(), "
+            "'resnet50.safetensors').",
+            model=str(path),
+        ) from None
+    except Exception as exc:  # a truncated or foreign file: torch, zipfile and safetensors each raise their own
+        raise MissingModelError(
+            f"The state dict {path} (--t2i-resnet-weights) cannot be read ({_short_reason(exc)}). Give a file "
+            "saved with safetensors.torch.save_file or torch.save from torchvision.models.resnet50().state_dict().",
+            model=str(path),
+        ) from exc
 
 
 def load_state_dict_file(path: Path) -> dict[str, torch.Tensor]:

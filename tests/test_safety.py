@@ -242,6 +242,32 @@ def test_state_dict_with_a_pickled_payload_is_refused(tmp_path: Path) -> None:
     assert not marker.exists()
 
 
+def test_run_with_a_pickled_payload_as_resnet_weights_explains_the_refusal(
+    pytester: pytest.Pytester, model_args: list[str]
+) -> None:
+    import torch
+
+    marker = pytester.path / "pwned"
+    torch.save({"fc.weight": torch.zeros(2, 2), "extra": _RunsCode(marker)}, pytester.path / "evil.pt")
+    pytester.makefile(
+        ".yaml",
+        suite='cases:\n  - id: owl\n    prompt: "an owl"\n    steps: 1\n'
+        '    clip: {expect: "an owl", distractors: ["a hawk"]}\n    resnet: {expect: ["great grey owl"]}\n',
+    )
+    result = pytester.runpytest("suite.yaml", *model_args, "--t2i-resnet-weights=evil.pt")
+    result.assert_outcomes(errors=1)
+    assert not marker.exists()
+    result.stdout.fnmatch_lines(
+        [
+            f"The state dict {pytester.path / 'evil.pt'} (--t2i-resnet-weights) was refused: only tensors are "
+            "loaded, so that no code in a weights file can run, and this file holds other pickled objects "
+            "(Trying to load unsupported GLOBAL *mkdir whose module * is blocked). Fix: save plain "
+            "tensors, preferably as safetensors: *"
+        ]
+    )
+    assert "Traceback" not in result.stdout.str() and "weights_only` set to `False`" not in result.stdout.str()
+
+
 def test_state_dict_files_with_only_tensors_load(tmp_path: Path) -> None:
     import torch
     from safetensors.torch import save_file

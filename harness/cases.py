@@ -129,6 +129,8 @@ def load_case_file(path: Path) -> list[Case]:
         raise CaseFileError(
             path, [Problem(line, f"not UTF-8 text (byte {exc.object[exc.start]:#04x}); save the file as UTF-8")]
         ) from None
+    except OSError as exc:
+        raise CaseFileError(path, [Problem(1, f"cannot read the file: {exc.strerror or exc}")]) from None
     try:
         document = parse_yaml(text)
     except YamlSyntaxError as exc:

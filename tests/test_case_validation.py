@@ -128,6 +128,22 @@ def test_not_utf8_names_the_line(tmp_path: Path) -> None:
     ]
 
 
+def test_unreadable_file_is_a_problem_not_a_traceback(tmp_path: Path) -> None:
+    path = tmp_path / "suite.yaml"
+    path.mkdir()
+    with pytest.raises(CaseFileError) as info:
+        load_case_file(path)
+    assert [p.format("suite.yaml") for p in info.value.problems] == [
+        "suite.yaml:1: cannot read the file: Is a directory"
+    ]
+
+
+def test_byte_order_mark_and_crlf_line_ends_are_fine(tmp_path: Path) -> None:
+    path = tmp_path / "suite.yaml"
+    path.write_bytes(b"\xef\xbb\xbfcases:\r\n" + GOOD_CASE.replace("\n", "\r\n").encode())
+    assert [case.id for case in load_case_file(path)] == ["owl"]
+
+
 def test_duplicate_mapping_key(tmp_path: Path) -> None:
     text = one_case('id: owl\nprompt: "an owl"\nprompt: "a hawk"\nclip: {expect: a, distractors: [b]}\n')
     assert problems(tmp_path, text) == [

@@ -11,9 +11,10 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -155,7 +156,12 @@ class Drift:
 
     @property
     def resnet_delta(self) -> float | None:
-        if self.before is None or self.after is None or self.before.resnet_prob is None or self.after.resnet_prob is None:
+        if (
+            self.before is None
+            or self.after is None
+            or self.before.resnet_prob is None
+            or self.after.resnet_prob is None
+        ):
             return None
         return self.after.resnet_prob - self.before.resnet_prob
 
@@ -199,11 +205,21 @@ class Drift:
         problems = []
         if self.flips:
             problems.append(" and ".join(self.flips) + " verdict went from pass to fail")
-        dropped = [what for what, d in (("probability", self.prob_delta), ("margin", self.margin_delta)) if _dropped(d, self.tolerance)]
+        dropped = [
+            what
+            for what, d in (("probability", self.prob_delta), ("margin", self.margin_delta))
+            if _dropped(d, self.tolerance)
+        ]
         if dropped:
-            problems.append(f"intended-label {' and '.join(dropped)} dropped by more than the tolerance {self.tolerance:g}")
-        quiet = {"unchanged": "no change beyond", "improved": "improved by more than"}[self.status] if not problems else ""
-        head = f"baseline {name!r}: " + ("; ".join(problems) if problems else f"{quiet} the tolerance {self.tolerance:g}")
+            problems.append(
+                f"intended-label {' and '.join(dropped)} dropped by more than the tolerance {self.tolerance:g}"
+            )
+        quiet = (
+            {"unchanged": "no change beyond", "improved": "improved by more than"}[self.status] if not problems else ""
+        )
+        head = f"baseline {name!r}: " + (
+            "; ".join(problems) if problems else f"{quiet} the tolerance {self.tolerance:g}"
+        )
 
         def row(what: str, old: float | None, new: float | None, delta: float | None, flag: bool) -> str:
             cells = [f"{v:9.4f}" if v is not None else f"{'-':>9}" for v in (old, new)]
@@ -220,12 +236,32 @@ class Drift:
         lines = [
             head + ":",
             f"  {'':22}{'baseline':>9}{'now':>9}  {'delta':>9}",
-            row("CLIP probability", before.clip_prob, after.clip_prob, self.prob_delta, _dropped(self.prob_delta, self.tolerance)),
-            row("CLIP margin", before.clip_margin, after.clip_margin, self.margin_delta, _dropped(self.margin_delta, self.tolerance)),
+            row(
+                "CLIP probability",
+                before.clip_prob,
+                after.clip_prob,
+                self.prob_delta,
+                _dropped(self.prob_delta, self.tolerance),
+            ),
+            row(
+                "CLIP margin",
+                before.clip_margin,
+                after.clip_margin,
+                self.margin_delta,
+                _dropped(self.margin_delta, self.tolerance),
+            ),
             verdict("CLIP verdict", before.clip_passed, after.clip_passed),
         ]
         if before.resnet_passed is not None or after.resnet_passed is not None:
-            lines.append(row(f"ResNet {after.resnet_class or before.resnet_class}"[:22], before.resnet_prob, after.resnet_prob, self.resnet_delta, False))
+            lines.append(
+                row(
+                    f"ResNet {after.resnet_class or before.resnet_class}"[:22],
+                    before.resnet_prob,
+                    after.resnet_prob,
+                    self.resnet_delta,
+                    False,
+                )
+            )
             lines.append(verdict("ResNet verdict", before.resnet_passed, after.resnet_passed))
         return "\n".join(lines)
 
@@ -243,7 +279,13 @@ def classify(before: Scores | None, after: Scores, tolerance: float) -> Drift:
     if before is None:
         return Drift("new", tolerance, None, after, note="no baseline entry")
     if before.labels != after.labels:
-        return Drift("new", tolerance, None, after, note="the CLIP labels changed since the baseline, so the scores do not compare")
+        return Drift(
+            "new",
+            tolerance,
+            None,
+            after,
+            note="the CLIP labels changed since the baseline, so the scores do not compare",
+        )
     drift = Drift("unchanged", tolerance, before, after)
     if drift.flips or _dropped(drift.prob_delta, tolerance) or _dropped(drift.margin_delta, tolerance):
         status = "regressed"
@@ -308,7 +350,9 @@ def read_baseline_file(path: Path) -> BaselineFile:
         if document.get("version") != FORMAT_VERSION:
             raise ValueError(f"format version {document.get('version')!r}, expected {FORMAT_VERSION}")
         entries = {str(key): Scores.from_json(value) for key, value in document["items"].items()}
-        return BaselineFile(str(document["baseline"]), str(document["file"]), entries, dict(document.get("environment") or {}))
+        return BaselineFile(
+            str(document["baseline"]), str(document["file"]), entries, dict(document.get("environment") or {})
+        )
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise BaselineError(
             f"{path}: not a readable t2i baseline file ({type(exc).__name__}: {exc}); "
@@ -403,9 +447,14 @@ def add_options(parser: pytest.Parser) -> None:
         help="how far the intended label's CLIP probability or margin may drop below the baseline before the "
         f"item fails; a case's own 'tolerance:' wins. Ini: t2i_tolerance. Default: {DEFAULT_TOLERANCE!r}",
     )
-    parser.addini("t2i_baseline", help="baseline to compare against (same as --t2i-baseline)", type="string", default="")
     parser.addini(
-        "t2i_tolerance", help="allowed drop below the baseline (same as --t2i-tolerance)", type="string", default=str(DEFAULT_TOLERANCE)
+        "t2i_baseline", help="baseline to compare against (same as --t2i-baseline)", type="string", default=""
+    )
+    parser.addini(
+        "t2i_tolerance",
+        help="allowed drop below the baseline (same as --t2i-tolerance)",
+        type="string",
+        default=str(DEFAULT_TOLERANCE),
     )
 
 
@@ -496,7 +545,9 @@ class BaselinePlugin:
             return None
         baseline = self.settings.baseline.get(record.file)
         before = None if baseline is None else baseline.entries.get(item_key(after.case, after.seed))
-        tolerance = item.case.tolerance if getattr(item.case, "tolerance", None) is not None else self.settings.tolerance
+        tolerance = (
+            item.case.tolerance if getattr(item.case, "tolerance", None) is not None else self.settings.tolerance
+        )
         drift = classify(before, after, tolerance)
         record.baseline = drift.to_json(str(self.settings.compare))
         return drift
@@ -509,7 +560,11 @@ class BaselinePlugin:
         state = get_state(self.config)
         files = {str(record["file"]) for record in state.finished}
         self.saved = save_baseline(
-            self.settings.root, self.settings.save, state.finished, state.environment, {f: self._item_keys(f) for f in files}
+            self.settings.root,
+            self.settings.save,
+            state.finished,
+            state.environment,
+            {f: self._item_keys(f) for f in files},
         )
 
     def _item_keys(self, file: str) -> set[str] | None:

@@ -8,10 +8,11 @@ from __future__ import annotations
 import base64
 import io
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from html import escape
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 GRID_THUMB_PX = 128  # the grid is an overview; the table below keeps its 256 px thumbnails
 OUTCOME_GROUPS = {
@@ -28,11 +29,11 @@ def thumbnail_data_uri(png_path: Path, px: int, quality: int = 80) -> str:
     """A JPEG data URI no larger than ``px`` on either side."""
     from PIL import Image
 
-    with Image.open(png_path) as image:
-        image = image.convert("RGB")
-        image.thumbnail((px, px))
-        buffer = io.BytesIO()
-        image.save(buffer, format="JPEG", quality=quality)
+    with Image.open(png_path) as opened:
+        image = opened.convert("RGB")
+    image.thumbnail((px, px))
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=quality)
     return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
@@ -152,7 +153,8 @@ def _case_table(records: list[dict[str, Any]]) -> str:
         for record in items:
             tally.add(record)
         dots = "".join(
-            f'<span class="t2i-dot t2i-bg-{outcome_group(r)}" title="seed {int(r["seed"])}: {escape(str(r["outcome"]))}"></span>'
+            f'<span class="t2i-dot t2i-bg-{outcome_group(r)}" '
+            f'title="seed {int(r["seed"])}: {escape(str(r["outcome"]))}"></span>'
             for r in items
         )
         rows.append(
@@ -177,10 +179,9 @@ def _grid(records: list[dict[str, Any]], report_dir: Path, html_dir: Path) -> st
         if png is not None and png.is_file():
             href = Path(os.path.relpath(png, html_dir)).as_posix()
             inner = f'<img src="{thumbnail_data_uri(png, GRID_THUMB_PX)}" alt="{escape(label)}"/>'
-            cells.append(f'<a class="t2i-{group}" href="{escape(href)}" target="_blank" title="{escape(label)}">{inner}</a>')
+            cells.append(
+                f'<a class="t2i-{group}" href="{escape(href)}" target="_blank" title="{escape(label)}">{inner}</a>'
+            )
         else:
             cells.append(f'<a class="t2i-{group}" title="{escape(label)}">{escape(label)}</a>')
-    return (
-        f'<h3>All images, by verdict</h3><p class="t2i-legend">{legend}</p>'
-        f'<div id="t2i-grid">{"".join(cells)}</div>'
-    )
+    return f'<h3>All images, by verdict</h3><p class="t2i-legend">{legend}</p><div id="t2i-grid">{"".join(cells)}</div>'

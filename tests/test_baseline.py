@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from conftest import Labels, case_yaml
+
 from harness.baseline import Scores, classify
 
 
@@ -51,7 +51,9 @@ def test_save_writes_one_sorted_json_file_per_case_file(
     )
     result = pytester.runpytest("suite.yaml", "more/other.yaml", "--t2i-save-baseline=main", *model_args)
     result.assert_outcomes(passed=5, failed=2)  # saving does not change any verdict
-    result.stdout.fnmatch_lines(["t2i baseline 'main' saved to *baselines/main: 2 file(s), 7 new, 0 updated, 0 removed item(s)"])
+    result.stdout.fnmatch_lines(
+        ["t2i baseline 'main' saved to *baselines/main: 2 file(s), 7 new, 0 updated, 0 removed item(s)"]
+    )
 
     path = pytester.path / "baselines/main/suite.yaml.json"
     assert (pytester.path / "baselines/main/more/other.yaml.json").is_file()
@@ -182,7 +184,11 @@ def test_ini_options_and_saving_merges_and_drops_deleted_cases(
     ("args", "ini", "message"),
     [
         (["--t2i-save-baseline=../escape"], "", "--t2i-save-baseline='../escape' is not a baseline name: *"),
-        (["--t2i-baseline=nightly"], "", "--t2i-baseline='nightly': there is no baseline * (saved baselines: none yet)*"),
+        (
+            ["--t2i-baseline=nightly"],
+            "",
+            "--t2i-baseline='nightly': there is no baseline * (saved baselines: none yet)*",
+        ),
         ([], "t2i_baseline = a/b", "--t2i-baseline (ini option t2i_baseline)='a/b' is not a baseline name*"),
         (["--t2i-tolerance=1.5"], "", "--t2i-tolerance='1.5' is not a tolerance: give a number in [[]0, 1]*"),
         ([], "t2i_tolerance = lots", "--t2i-tolerance (ini option t2i_tolerance)='lots' is not a tolerance*"),
@@ -212,7 +218,9 @@ def test_bad_case_tolerance_is_a_collection_error(pytester: pytest.Pytester, cli
 
 
 def _scores(prob: float, margin: float, clip_passed: bool = True, resnet_passed: bool | None = None) -> Scores:
-    return Scores("c", 0, ("a", "b"), prob, margin, clip_passed, "x" if resnet_passed is not None else None, 0.5, resnet_passed)
+    return Scores(
+        "c", 0, ("a", "b"), prob, margin, clip_passed, "x" if resnet_passed is not None else None, 0.5, resnet_passed
+    )
 
 
 @pytest.mark.parametrize(

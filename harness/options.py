@@ -40,6 +40,19 @@ OPTIONS = (
     OptionSpec("--t2i-device", "t2i_device", "auto", "device: auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps", "DEVICE"),
     OptionSpec("--t2i-dtype", "t2i_dtype", "auto", "dtype: auto (float16 on cuda, float32 elsewhere), float16, bfloat16 or float32", "DTYPE"),
     OptionSpec("--t2i-report-dir", "t2i_report_dir", DEFAULT_REPORT_DIR, "where results.json and the images go", "DIR", True),
+    OptionSpec(
+        "--t2i-cache-dir", "t2i_cache_dir", "",
+        "image cache directory (e.g. a shared volume); empty means t2i-images under pytest's cache dir", "DIR", True,
+    ),
+    OptionSpec(
+        "--t2i-batch-size", "t2i_batch_size", "auto",
+        "images per pipeline call, across cases with equal steps/guidance/size; auto fits the device's memory",
+        "N",
+    ),
+)
+FLAGS = (
+    ("--t2i-no-cache", "t2i_no_cache", "neither read nor write the image cache"),
+    ("--t2i-refresh", "t2i_refresh", "regenerate every image and overwrite its cache entry"),
 )
 
 
@@ -54,6 +67,9 @@ def add_options(parser: pytest.Parser) -> None:
             help=f"{spec.help}. Ini: {spec.ini}. Default: {spec.default!r}",
         )
         parser.addini(spec.ini, help=f"{spec.help} (same as {spec.flag})", type="string", default=spec.default)
+    for flag, ini, text in FLAGS:
+        group.addoption(flag, dest=ini, action="store_true", default=None, help=f"{text}. Ini: {ini}. Default: False")
+        parser.addini(ini, help=f"{text} (same as {flag})", type="bool", default=False)
 
 
 @dataclass(frozen=True)
@@ -66,6 +82,9 @@ class Settings:
     device: str
     dtype_name: str
     report_dir: Path
+    cache_dir: Path | None = None  # None: no image cache
+    refresh: bool = False
+    batch_size: int | None = None  # None: auto
 
     @property
     def dtype(self) -> torch.dtype:
@@ -113,7 +132,7 @@ def resolve_settings(config: pytest.Config) -> Settings:
         return flag if config.getoption(ini) is not None else f"{flag} (ini option {ini})"
 
     for ini, (value, _) in values.items():
-        if not value.strip():
+        if not value.strip() and ini != "t2i_cache_dir":
             raise pytest.UsageError(f"{where(ini)} is empty; give a value or leave the option out.")
 
     device, _ = values["t2i_device"]
@@ -143,6 +162,15 @@ def resolve_settings(config: pytest.Config) -> Settings:
     if dtype_name == "auto":
         dtype_name = "float16" if resolved_device.startswith("cuda") else "float32"
 
+    batch_value, _ = values["t2i_batch_size"]
+    batch_size = None
+    if batch_value != "auto":
+        if not batch_value.isdigit() or not 1 <= int(batch_value) <= 256:
+            raise pytest.UsageError(
+                f"{where('t2i_batch_size')}={batch_value!r} is not a batch size; use auto or a whole number from 1 to 256."
+            )
+        batch_size = int(batch_value)
+
     return Settings(
         model=_model_ref(*values["t2i_model"]),
         clip_model=_model_ref(*values["t2i_clip_model"]),
@@ -150,7 +178,29 @@ def resolve_settings(config: pytest.Config) -> Settings:
         device=resolved_device,
         dtype_name=dtype_name,
         report_dir=report_dir,
+        cache_dir=_cache_dir(config, *values["t2i_cache_dir"], where("t2i_cache_dir")),
+        refresh=_flag(config, "t2i_refresh"),
+        batch_size=batch_size,
     )
+
+
+def _flag(config: pytest.Config, ini: str) -> bool:
+    cli = config.getoption(ini)
+    return bool(cli) if cli is not None else bool(config.getini(ini))
+
+
+def _cache_dir(config: pytest.Config, value: str, base: Path, where: str) -> Path | None:
+    if _flag(config, "t2i_no_cache"):
+        return None
+    if value.strip():
+        path = (base / Path(value).expanduser()).resolve()
+        if path.exists() and not path.is_dir():
+            raise pytest.UsageError(f"{where}={value!r} exists and is not a directory.")
+        return path
+    # Default: inside pytest's cache dir, so `pytest --cache-clear` clears it too. With
+    # `-p no:cacheprovider` there is no such dir and, unless --t2i-cache-dir is given, no cache.
+    cache = getattr(config, "cache", None)
+    return cache.mkdir("t2i-images") if cache is not None else None
 
 
 def _resnet_weights(value: str, base: Path, where: str) -> str:

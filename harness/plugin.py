@@ -10,7 +10,7 @@ import pytest
 from harness import baseline, check_mode
 from harness.collect import CaseFile, CaseItem, is_case_file
 from harness.models import MissingModelError
-from harness.options import add_options, resolve_settings, run_environment
+from harness.options import Settings, add_options, resolve_settings, run_environment
 from harness.report import RECORD_PROPERTY, HtmlReportHooks, record_of
 from harness.results import write_results
 from harness.runner import CaseRunner
@@ -26,7 +26,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     settings = resolve_settings(config)
     config.stash[STATE_KEY] = HarnessState(
-        settings=settings, runner=CaseRunner(settings.report_dir), environment=run_environment(settings)
+        settings=settings, runner=_runner(settings), environment=run_environment(settings)
     )
     if config.getoption("t2i_check"):
         config.pluginmanager.register(check_mode.CheckMode(config, settings.model), "t2i-check")
@@ -37,6 +37,13 @@ def pytest_configure(config: pytest.Config) -> None:
     )
     if config.pluginmanager.hasplugin("html"):
         config.pluginmanager.register(HtmlReportHooks(config), "t2i-html")
+
+
+def _runner(settings: Settings) -> CaseRunner:
+    from harness.image_cache import ImageCache
+
+    cache = ImageCache(settings.cache_dir) if settings.cache_dir is not None else None
+    return CaseRunner(settings.report_dir, cache=cache, refresh=settings.refresh, batch_size=settings.batch_size)
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> CaseFile | None:
@@ -50,7 +57,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     runner = get_state(session.config).runner
     for item in session.items:
         if isinstance(item, CaseItem):
-            runner.plan(item.case_key, item.seed)
+            runner.plan(item.case_key, item.case, item.seed)
 
 
 def _outcome(report: pytest.TestReport) -> str | None:

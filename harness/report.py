@@ -122,6 +122,8 @@ class HtmlReportHooks:
             image = f"<em>{escape(record['fault'])}</em>"
         size = f"{record['width']}x{record['height']}" if record.get("width") else "pipeline default"
         timings = "<br/>".join(f"{escape(k)} {v:.3f}" for k, v in record.get("timings", {}).items())
+        if record.get("cached"):
+            timings = '<div class="t2i-cached">image from cache</div>' + timings
         return [
             image,
             escape(record["prompt"])

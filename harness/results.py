@@ -33,6 +33,8 @@ class ItemRecord:
     clip: dict[str, Any] | None = None
     resnet: dict[str, Any] | None = None
     fault: str | None = None
+    cached: bool = False  # the image came from the image cache
+    cache_key: str | None = None
     outcome: str = "pending"
     timings: dict[str, float] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)  # e.g. a prompt the text encoder truncates

@@ -1,4 +1,10 @@
-"""Run one item: generate its case's images (all selected seeds at once), score them, judge them."""
+"""Turn planned items into scored images: from the cache, or generated in batches across cases.
+
+Items still run (and report) one by one in pytest's order. When an item needs an image that is not ready,
+the runner looks ahead in that order, takes the next items whose generation settings match, and makes
+their images in as few pipeline calls as the batch size allows; CLIP then scores the whole batch in one
+forward. Later items find their results ready.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness.checks import CaseCheckFailed, ClipVerdict, ResnetVerdict, failure_message, judge_clip, judge_resnet
-from harness.generate import GenerationRequest, generate
+from harness.generate import GeneratedImage, GenerationRequest, generate
 from harness.prompt_length import truncation_notes, warn_truncated
 from harness.results import ItemRecord
 
@@ -17,12 +23,39 @@ if TYPE_CHECKING:
     from PIL import Image
 
     from harness.cases import Case
+    from harness.image_cache import ImageCache
     from harness.scoring import ClipScorer, ImagenetClassifier
 
 IMAGES_DIR = "images"
 _UNSAFE_PATH_CHARS = re.compile(r"[^A-Za-z0-9_.-]+")
+# A batch of cache hits costs nothing to generate but holds images in memory until their items run.
+_MAX_GROUP_FACTOR = 4
 
 CaseKey = tuple[str, str]  # (case file node id, case id)
+ItemKey = tuple[CaseKey, int]  # ... and the seed
+
+
+@dataclass(frozen=True)
+class PlannedItem:
+    key: CaseKey
+    case: Case
+    seed: int
+
+    @property
+    def request(self) -> GenerationRequest:
+        return request_for(self.case, self.seed)
+
+
+def request_for(case: Case, seed: int) -> GenerationRequest:
+    return GenerationRequest(
+        prompt=case.prompt,
+        negative_prompt=case.negative_prompt,
+        seed=seed,
+        steps=case.steps,
+        guidance_scale=case.guidance_scale,
+        width=case.width,
+        height=case.height,
+    )
 
 
 @dataclass
@@ -34,6 +67,22 @@ class ScoredImage:
     timings: dict[str, float]
     size: tuple[int, int] | None = None  # (width, height) actually generated
     notes: list[str] = field(default_factory=list)  # e.g. a prompt the text encoder truncates
+    cached: bool = False
+    cache_key: str | None = None
+
+
+@dataclass
+class _Pending:
+    """An image made ahead of its item, with what is already known about it."""
+
+    item: PlannedItem
+    generated: GeneratedImage
+    cached: bool
+    cache_key: str | None
+    notes: list[str]
+    clip: ClipVerdict | None = None
+    resnet: ResnetVerdict | None = None
+    timings: dict[str, float] = field(default_factory=dict)
 
 
 def image_path(report_dir: Path, file_nodeid: str, case_id: str, seed: int) -> Path:
@@ -47,14 +96,24 @@ def image_path(report_dir: Path, file_nodeid: str, case_id: str, seed: int) -> P
 
 @dataclass
 class CaseRunner:
-    """Session-wide: generates each case once for all its selected seeds and hands out results."""
+    """Session-wide: hands each item its scored image, making images ahead in batches."""
 
     report_dir: Path
-    planned_seeds: dict[CaseKey, list[int]] = field(default_factory=dict)
-    _ready: dict[tuple[CaseKey, int], ScoredImage] = field(default_factory=dict)
+    cache: ImageCache | None = None
+    refresh: bool = False  # regenerate even on a cache hit, and overwrite the entry
+    batch_size: int | None = None  # None: pick from the device's memory on first use
+    _plan: list[PlannedItem] = field(default_factory=list)
+    _position: dict[ItemKey, int] = field(default_factory=dict)
+    _pending: dict[ItemKey, _Pending] = field(default_factory=dict)
+    _done: set[ItemKey] = field(default_factory=set)
+    _fingerprints: dict[int, dict[str, str] | None] = field(default_factory=dict)
+    _text_embeddings: dict[tuple[str, ...], Any] = field(default_factory=dict)
+    _warned_cases: set[CaseKey] = field(default_factory=set)
 
-    def plan(self, key: CaseKey, seed: int) -> None:
-        self.planned_seeds.setdefault(key, []).append(seed)
+    def plan(self, key: CaseKey, case: Case, seed: int) -> None:
+        """Register a selected item, in pytest's run order."""
+        self._position[(key, seed)] = len(self._plan)
+        self._plan.append(PlannedItem(key, case, seed))
 
     def scored(
         self,
@@ -65,69 +124,212 @@ class CaseRunner:
         clip_scorer: ClipScorer,
         classifier: ImagenetClassifier | None,
     ) -> ScoredImage:
-        if (key, seed) not in self._ready:
-            # The first selected seed of a case generates every selected seed in one call.
-            seeds = [s for s in self.planned_seeds.get(key, [seed]) if (key, s) not in self._ready] or [seed]
-            if seed not in seeds:
-                seeds.append(seed)
-            for s, result in zip(seeds, self._run_case(key, case, seeds, pipeline, clip_scorer, classifier)):
-                self._ready[(key, s)] = result
-            self.planned_seeds[key] = [s for s in self.planned_seeds.get(key, []) if s not in seeds]
-        return self._ready.pop((key, seed))
+        item_key = (key, seed)
+        if item_key not in self._pending:
+            self._make_batch(PlannedItem(key, case, seed), pipeline, clip_scorer)
+        if case.resnet is not None and classifier is not None:
+            self._score_resnet(classifier)
+        pending = self._pending.pop(item_key)
+        self._done.add(item_key)
+        return self._finish(pending)
 
-    def _run_case(
-        self,
-        key: CaseKey,
-        case: Case,
-        seeds: list[int],
-        pipeline: Any,
-        clip_scorer: ClipScorer,
-        classifier: ImagenetClassifier | None,
-    ) -> list[ScoredImage]:
-        requests = [
-            GenerationRequest(case.prompt, case.negative_prompt, seed, case.steps, case.guidance_scale, case.width, case.height)
-            for seed in seeds
-        ]
-        notes = truncation_notes(pipeline.tokenizer, case) if getattr(pipeline, "tokenizer", None) else []
-        warn_truncated(case, notes)
-        generated = generate(pipeline, requests)
-        good = [(i, g.image) for i, g in enumerate(generated) if g.image is not None]
-        images: list[Image.Image] = [image for _, image in good if image is not None]
+    # -- generation --------------------------------------------------------------------------
 
-        clip_verdicts: dict[int, ClipVerdict] = {}
-        resnet_verdicts: dict[int, ResnetVerdict] = {}
-        clip_seconds = resnet_seconds = 0.0
-        if images:
-            started = time.perf_counter()
-            clip_probs = clip_scorer.probabilities(images, case.clip.labels)
-            clip_seconds = (time.perf_counter() - started) / len(images)
-            for row, (index, _) in enumerate(good):
-                clip_verdicts[index] = judge_clip(case.clip, clip_probs[row].tolist())
-            if case.resnet is not None and classifier is not None:
-                started = time.perf_counter()
-                resnet_probs = classifier.probabilities(images)
-                resnet_seconds = (time.perf_counter() - started) / len(images)
-                for row, (index, _) in enumerate(good):
-                    resnet_verdicts[index] = judge_resnet(case.resnet, resnet_probs[row], classifier.categories)
+    def _make_batch(self, first: PlannedItem, pipeline: Any, clip_scorer: ClipScorer) -> None:
+        fingerprint = self._fingerprint(pipeline)
+        batch_size = self._batch_size(pipeline, first.request)
+        group = self._group(first, fingerprint, batch_size)
 
-        results = []
-        for index, (seed, result) in enumerate(zip(seeds, generated)):
-            path = None
-            if result.image is not None:
-                path = image_path(self.report_dir, key[0], case.id, seed)
-                _save_png(result.image, path)
-            timings = {"generate_s": result.seconds}
-            if index in clip_verdicts:
-                timings["clip_s"] = clip_seconds
-            if index in resnet_verdicts:
-                timings["resnet_s"] = resnet_seconds
-            size = result.image.size if result.image is not None else None
-            results.append(
-                ScoredImage(
-                    path, result.fault, clip_verdicts.get(index), resnet_verdicts.get(index), timings, size, notes
-                )
-            )
+        hits: list[tuple[PlannedItem, str | None, Image.Image]] = []
+        misses: list[tuple[PlannedItem, str | None]] = []
+        for item, cache_key in group:
+            image = None
+            if self.cache is not None and cache_key is not None and not self.refresh:
+                image = self.cache.get(cache_key)
+            if image is not None:
+                hits.append((item, cache_key, image))
+            else:
+                misses.append((item, cache_key))
+
+        for item, cache_key, image in hits:
+            self._add_pending(item, GeneratedImage(image, None, 0.0), True, cache_key, pipeline)
+        generated = self._generate(pipeline, [item.request for item, _ in misses])
+        for (item, cache_key), result in zip(misses, generated):
+            if self.cache is not None and cache_key is not None and result.image is not None:
+                self.cache.put(cache_key, result.image, {"case": item.case.id, "seed": item.seed})
+            self._add_pending(item, result, False, cache_key, pipeline)
+        self._score_clip(clip_scorer, [self._pending[(item.key, item.seed)] for item, _ in group])
+
+    def _group(
+        self, first: PlannedItem, fingerprint: dict[str, str] | None, batch_size: int
+    ) -> list[tuple[PlannedItem, str | None]]:
+        """``first`` and the next planned items that can share its pipeline calls."""
+        from harness.image_cache import cache_key
+
+        def key_of(item: PlannedItem) -> str | None:
+            return cache_key(fingerprint, item.request) if fingerprint is not None else None
+
+        group = [(first, key_of(first))]
+        start = self._position.get((first.key, first.seed))
+        if start is None:  # not planned (run outside a normal collection): make it alone
+            return group
+        batch_key = first.request.batch_key
+        misses = 0 if self._is_hit(group[0][1]) else 1
+        for item in self._plan[start + 1 :]:
+            if misses >= batch_size or len(group) >= batch_size * _MAX_GROUP_FACTOR:
+                break
+            item_key = (item.key, item.seed)
+            if item_key in self._done or item_key in self._pending or item.request.batch_key != batch_key:
+                continue
+            key = key_of(item)
+            group.append((item, key))
+            misses += not self._is_hit(key)
+        return group
+
+    def _is_hit(self, key: str | None) -> bool:
+        return self.cache is not None and key is not None and not self.refresh and self.cache.path_for(key).is_file()
+
+    def _generate(self, pipeline: Any, requests: list[GenerationRequest]) -> list[GeneratedImage]:
+        """Generate in chunks of the batch size; on out-of-memory, halve it and retry."""
+        import torch
+
+        results: list[GeneratedImage] = []
+        done = 0
+        while done < len(requests):
+            size = self.batch_size or 1
+            chunk = requests[done : done + size]
+            try:
+                results.extend(generate(pipeline, chunk))
+            except torch.OutOfMemoryError:
+                _free_device_memory()
+                if size > 1:
+                    # Remembered for the rest of the session: the next batches start smaller.
+                    self.batch_size = max(1, size // 2)
+                    continue
+                results.append(GeneratedImage(None, _out_of_memory_message(chunk[0]), 0.0))
+            done += len(chunk)
         return results
+
+    def _add_pending(
+        self, item: PlannedItem, generated: GeneratedImage, cached: bool, cache_key: str | None, pipeline: Any
+    ) -> None:
+        notes: list[str] = []
+        if getattr(pipeline, "tokenizer", None) is not None:
+            notes = truncation_notes(pipeline.tokenizer, item.case)
+            if item.key not in self._warned_cases:
+                self._warned_cases.add(item.key)
+                warn_truncated(item.case, notes)
+        pending = _Pending(item, generated, cached, cache_key, notes)
+        pending.timings["generate_s"] = generated.seconds
+        self._pending[(item.key, item.seed)] = pending
+
+    def _fingerprint(self, pipeline: Any) -> dict[str, str] | None:
+        """The pipeline's cache fingerprint, once per pipeline object; None when the cache is off or unsure."""
+        if self.cache is None:
+            return None
+        if id(pipeline) not in self._fingerprints:
+            from harness.fingerprint import pipeline_fingerprint
+            from harness.models import hub_revision
+
+            ref = str(getattr(pipeline, "name_or_path", "") or "")
+            revision = hub_revision(ref, "model_index.json") if ref else "unknown"
+            # Without a known revision two versions of a hub model would share entries: no cache.
+            unsure = not ref or (revision == "unknown" and not Path(ref).is_dir())
+            self._fingerprints[id(pipeline)] = None if unsure else pipeline_fingerprint(pipeline, ref, revision)
+        return self._fingerprints[id(pipeline)]
+
+    def _batch_size(self, pipeline: Any, request: GenerationRequest) -> int:
+        if self.batch_size is None:
+            self.batch_size = auto_batch_size(pipeline, request)
+        return self.batch_size
+
+    # -- scoring ----------------------------------------------------------------------------
+
+    def _score_clip(self, clip_scorer: ClipScorer, batch: list[_Pending]) -> None:
+        scorable = [p for p in batch if p.generated.image is not None]
+        if not scorable:
+            return
+        started = time.perf_counter()
+        image_embeds = clip_scorer.image_embeddings([p.generated.image for p in scorable])
+        for row, pending in enumerate(scorable):
+            labels = pending.item.case.clip.labels
+            if labels not in self._text_embeddings:  # once per distinct label set
+                self._text_embeddings[labels] = clip_scorer.text_embeddings(labels)
+            probs = clip_scorer.probabilities_from(image_embeds[row : row + 1], self._text_embeddings[labels])
+            pending.clip = judge_clip(pending.item.case.clip, probs[0].tolist())
+        per_image = (time.perf_counter() - started) / len(scorable)
+        for pending in scorable:
+            pending.timings["clip_s"] = per_image
+
+    def _score_resnet(self, classifier: ImagenetClassifier) -> None:
+        """One ResNet forward for every ready image that still needs ResNet."""
+        waiting = [
+            p
+            for p in self._pending.values()
+            if p.item.case.resnet is not None and p.resnet is None and p.generated.image is not None
+        ]
+        if not waiting:
+            return
+        started = time.perf_counter()
+        probs = classifier.probabilities([p.generated.image for p in waiting])
+        per_image = (time.perf_counter() - started) / len(waiting)
+        for row, pending in enumerate(waiting):
+            assert pending.item.case.resnet is not None
+            pending.resnet = judge_resnet(pending.item.case.resnet, probs[row], classifier.categories)
+            pending.timings["resnet_s"] = per_image
+
+    def _finish(self, pending: _Pending) -> ScoredImage:
+        image = pending.generated.image
+        path = None
+        if image is not None:
+            path = image_path(self.report_dir, pending.item.key[0], pending.item.case.id, pending.item.seed)
+            _save_png(image, path)
+        return ScoredImage(
+            image_path=path,
+            fault=pending.generated.fault,
+            clip=pending.clip,
+            resnet=pending.resnet,
+            timings=pending.timings,
+            size=image.size if image is not None else None,
+            notes=pending.notes,
+            cached=pending.cached,
+            cache_key=pending.cache_key,
+        )
+
+
+def auto_batch_size(pipeline: Any, request: GenerationRequest) -> int:
+    """Images per pipeline call: by free memory on CUDA, a small fixed batch elsewhere."""
+    import torch
+
+    device = getattr(pipeline, "device", None)
+    if device is None or device.type != "cuda":
+        return 4
+    free, _ = torch.cuda.mem_get_info(device)
+    width = request.width or 512
+    height = request.height or 512
+    # About 1 GiB per 512x512 image with classifier-free guidance in fp16 (activations and attention
+    # maps); twice that in fp32. Out-of-memory still halves the batch if this guess is too high.
+    bytes_per_image = 2**30 * (width * height) / (512 * 512) * (2 if pipeline.dtype == torch.float32 else 1)
+    return max(1, min(32, int(free * 0.7 // bytes_per_image)))
+
+
+def _free_device_memory() -> None:
+    import gc
+
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def _out_of_memory_message(request: GenerationRequest) -> str:
+    size = f"{request.width}x{request.height}" if request.width else "the pipeline's default size"
+    return (
+        f"the device ran out of memory generating one image at {size} with {request.steps} steps, even at batch "
+        "size 1; lower width/height, use --t2i-dtype=float16 (or bfloat16), or free memory used by other "
+        "processes (the models stay loaded and the run goes on)"
+    )
 
 
 def _save_png(image: Image.Image, path: Path) -> None:
@@ -145,6 +347,8 @@ def apply_to_record(record: ItemRecord, scored: ScoredImage, report_dir: Path) -
     if scored.image_path is not None:
         record.image = scored.image_path.relative_to(report_dir).as_posix()
     record.fault = scored.fault
+    record.cached = scored.cached
+    record.cache_key = scored.cache_key
     record.warnings.extend(scored.notes)
     if scored.size is not None:
         record.width, record.height = scored.size
@@ -153,8 +357,10 @@ def apply_to_record(record: ItemRecord, scored: ScoredImage, report_dir: Path) -
         record.set_clip(scored.clip)
     if scored.resnet is not None:
         record.set_resnet(scored.resnet)
-    failed = scored.fault is not None or (scored.clip is not None and not scored.clip.passed) or (
-        scored.resnet is not None and not scored.resnet.passed
+    failed = (
+        scored.fault is not None
+        or (scored.clip is not None and not scored.clip.passed)
+        or (scored.resnet is not None and not scored.resnet.passed)
     )
     if failed:
         raise CaseCheckFailed(failure_message(scored.clip, scored.resnet, scored.fault))

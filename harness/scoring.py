@@ -33,15 +33,34 @@ class ClipScorer:
     info: ModelInfo
 
     def probabilities(self, images: Sequence[Image.Image], labels: Sequence[str]) -> torch.Tensor:
+        """``logits_per_image.softmax(dim=1)`` of ``processor(text=labels, images=images, padding=True)``."""
+        return self.probabilities_from(self.image_embeddings(images), self.text_embeddings(labels))
+
+    def image_embeddings(self, images: Sequence[Image.Image]) -> torch.Tensor:
+        """Normalized image embeddings, one row per image (one forward for the whole list)."""
         import torch
 
-        inputs = self.processor(text=list(labels), images=list(images), return_tensors="pt", padding=True)
-        inputs = inputs.to(self.device)
-        # Pixels in the model's dtype (fp16 on GPU); token ids stay integers.
-        inputs["pixel_values"] = inputs["pixel_values"].to(self.model.dtype)
+        pixels = self.processor(images=list(images), return_tensors="pt")["pixel_values"]
         with torch.no_grad():
-            logits_per_image = self.model(**inputs).logits_per_image
-        return logits_per_image.float().softmax(dim=1).cpu()
+            output = self.model.get_image_features(pixel_values=pixels.to(self.device, self.model.dtype))
+        return _normalized(output)
+
+    def text_embeddings(self, labels: Sequence[str]) -> torch.Tensor:
+        """Normalized text embeddings, one row per label; labels padded among themselves, as CLIPModel does."""
+        import torch
+
+        tokens = self.processor(text=list(labels), return_tensors="pt", padding=True).to(self.device)
+        with torch.no_grad():
+            output = self.model.get_text_features(input_ids=tokens["input_ids"], attention_mask=tokens["attention_mask"])
+        return _normalized(output)
+
+    def probabilities_from(self, image_embeds: torch.Tensor, text_embeds: torch.Tensor) -> torch.Tensor:
+        """[images, labels] probabilities, computed in the order CLIPModel.forward computes them."""
+        import torch
+
+        with torch.no_grad():
+            logits_per_text = torch.matmul(text_embeds, image_embeds.t()) * self.model.logit_scale.exp()
+        return logits_per_text.t().float().softmax(dim=1).cpu()
 
     def token_count(self, text: str) -> int:
         """Tokens the text encoder would see for ``text``, start and end tokens included."""
@@ -77,3 +96,10 @@ class ImagenetClassifier:
         """The k most probable classes of one image's probabilities, as (name, probability)."""
         values, indices = probabilities.topk(k)
         return [(self.categories[int(i)], float(v)) for v, i in zip(values, indices)]
+
+
+def _normalized(output: Any) -> torch.Tensor:
+    # transformers 5 returns a model output whose pooler_output holds the projected embeddings.
+    embeds = output if not hasattr(output, "pooler_output") else output.pooler_output
+    # As CLIPModel.forward normalizes (x / sum(x**2) ** 0.5), so scores equal the full forward's.
+    return embeds / embeds.pow(2).sum(dim=-1, keepdim=True).pow(0.5)

@@ -44,7 +44,8 @@ def test_scores_equal_the_seed_notes_formula(
     resnet.load_state_dict(load_file(str(tiny_models.resnet_path)))
     resnet.eval()
     for record in records:
-        image = Image.open(pytester.path / "reports" / record["image"]).convert("RGB")
+        with Image.open(pytester.path / "reports" / record["image"]) as png:
+            image = png.convert("RGB")
         # The seed notes, line for line.
         inputs = processor(text=labels, images=image, return_tensors="pt", padding=True)
         with torch.no_grad():
@@ -74,7 +75,8 @@ def test_images_equal_a_plain_diffusers_call(
         ),
     )
     pytester.runpytest(*model_args).assert_outcomes(passed=1)
-    harness_png = np.asarray(Image.open(pytester.path / "reports/images/suite.yaml/owl-seed5.png"))
+    with Image.open(pytester.path / "reports/images/suite.yaml/owl-seed5.png") as png:
+        harness_png = np.asarray(png)
     assert np.array_equal(harness_png, np.asarray(direct_image(tiny_models, clip_labels.prompt, seed=5)))
 
 

@@ -1,0 +1,107 @@
+"""CPU benchmarks on tiny random-weight models (run by hand, never in CI).
+
+1. Overhead: `pytest` with the harness against benchmarks/plain_loop.py doing the same work
+   (8 cases x 2 seeds x 20 steps, generation + CLIP + ResNet + PNGs). Goal: ratio <= 1.05.
+2. Warm cache: the same suite re-run after editing only the CLIP labels. Goal: >= 10x faster than cold.
+
+Both sides run as fresh processes (imports and model loading included), alternated, median of N.
+
+    python benchmarks/cpu_overhead.py --repeats 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+
+from tiny_models import build_tiny_models  # noqa: E402
+
+CASE = """\
+  - id: case-{n}
+    prompt: "a watercolor painting of animal number {n} on a branch"
+    negative_prompt: "blurry, low quality"
+    clip:
+      expect: "{expect}"
+      distractors: ["an oil painting of an animal", "a photo of an animal"]
+    resnet: {{expect: ["great grey owl"], top_k: 1000}}
+"""
+
+
+def write_cases(path: Path, expect: str) -> None:
+    body = "".join(CASE.format(n=n, expect=expect) for n in range(8))
+    path.write_text(f"defaults:\n  steps: 20\n  seeds: [0, 1]\ncases:\n{body}")
+
+
+def timed(command: list[str], cwd: Path) -> float:
+    started = time.perf_counter()
+    result = subprocess.run(command, cwd=cwd, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    elapsed = time.perf_counter() - started
+    if result.returncode not in (0, 1):  # 1: some cases fail on random weights, which is fine
+        raise SystemExit(f"{command} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+    return elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="t2i-bench-"))
+    models = build_tiny_models(work / "models")
+    suite = work / "suite"
+    suite.mkdir()
+    (suite / "pytest.ini").write_text("[pytest]\n")
+    cases = suite / "bench.yaml"
+    write_cases(cases, "a watercolor painting of an animal")
+    model_args = [
+        f"--t2i-model={models.pipeline_dir}",
+        f"--t2i-clip-model={models.clip_dir}",
+        f"--t2i-resnet-weights={models.resnet_path}",
+        "--t2i-device=cpu",
+    ]
+    harness_cmd = [sys.executable, "-m", "pytest", "bench.yaml", "-q", "-p", "no:cacheprovider", *model_args,
+                   "--html=reports/report.html", "--self-contained-html"]
+    plain_cmd = [sys.executable, str(ROOT / "benchmarks/plain_loop.py"), "--models", str(work / "models"),
+                 "--cases", str(cases), "--out", str(work / "plain-out")]
+
+    plain_times, harness_times = [], []
+    for repeat in range(args.repeats):
+        plain_times.append(timed(plain_cmd, suite))
+        cache = work / f"cache-{repeat}"  # a fresh cache: every image is generated (and stored)
+        harness_times.append(timed([*harness_cmd, f"--t2i-cache-dir={cache}"], suite))
+    plain, harness = statistics.median(plain_times), statistics.median(harness_times)
+
+    cold_times, warm_times = [], []
+    for repeat in range(args.repeats):
+        cache = work / f"warm-{repeat}"
+        write_cases(cases, "a watercolor painting of an animal")
+        cold_times.append(timed([*harness_cmd, f"--t2i-cache-dir={cache}"], suite))
+        write_cases(cases, "a watercolour painting of an animal")  # only the labels change
+        warm_times.append(timed([*harness_cmd, f"--t2i-cache-dir={cache}"], suite))
+    cold, warm = statistics.median(cold_times), statistics.median(warm_times)
+
+    print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}")
+    print(f"1. overhead, 8 cases x 2 seeds x 20 steps, median of {args.repeats} (s):")
+    print(f"   plain loop {plain:.2f}  {sorted(round(t, 2) for t in plain_times)}")
+    print(f"   harness    {harness:.2f}  {sorted(round(t, 2) for t in harness_times)}")
+    print(f"   ratio harness/plain = {harness / plain:.3f}  (goal <= 1.05)")
+    print("2. warm cache after a label edit (s):")
+    print(f"   cold {cold:.2f}  {sorted(round(t, 2) for t in cold_times)}")
+    print(f"   warm {warm:.2f}  {sorted(round(t, 2) for t in warm_times)}")
+    print(f"   speed-up cold/warm = {cold / warm:.1f}x  (goal >= 10x)")
+    shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,185 @@
+"""The image cache in real runs, and batching across cases: never redo work, never change a verdict."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import Labels, case_yaml
+
+
+def suite(labels: Labels, *, expect: str | None = None, steps: int = 2, prompt_b: str | None = None) -> str:
+    expect = expect or labels.winner
+    return case_yaml(
+        f"""
+        - id: a
+          prompt: "{labels.prompt}"
+          clip: {{expect: "{expect}", distractors: ["{labels.loser}"]}}
+          tags: [first]
+        - id: b
+          prompt: "{prompt_b or labels.prompt + ', at night'}"
+          clip: {{expect: "{expect}", distractors: ["{labels.loser}"]}}
+        - id: c
+          prompt: "{labels.prompt}, in snow"
+          negative_prompt: "blurry"
+          clip: {{expect: "{expect}", distractors: ["{labels.loser}"]}}
+        """,
+        steps=steps,
+        seeds="[0, 1]",
+    )
+
+
+def pixels(path: Path) -> np.ndarray:
+    with Image.open(path) as image:
+        return np.asarray(image, dtype=np.int16)
+
+
+def records(pytester: pytest.Pytester, report_dir: str = "reports") -> dict[str, dict]:
+    document = json.loads((pytester.path / report_dir / "results.json").read_text())
+    return {r["id"]: r for r in document["results"]}
+
+
+def cached_ids(pytester: pytest.Pytester) -> set[str]:
+    return {item_id for item_id, record in records(pytester).items() if record["cached"]}
+
+
+def run(pytester: pytest.Pytester, model_args: list[str], *extra: str) -> pytest.RunResult:
+    return pytester.runpytest("suite.yaml", "--t2i-cache-dir=cache", *model_args, *extra)
+
+
+def test_second_run_generates_nothing(pytester: pytest.Pytester, model_args: list[str], clip_labels: Labels) -> None:
+    pytester.makefile(".yaml", suite=suite(clip_labels))
+    run(pytester, model_args).assert_outcomes(passed=6)
+    assert cached_ids(pytester) == set()
+    first = {i: pixels(pytester.path / "reports" / r["image"]) for i, r in records(pytester).items()}
+    assert len(list((pytester.path / "cache").rglob("*.png"))) == 6
+
+    run(pytester, model_args).assert_outcomes(passed=6)
+    assert cached_ids(pytester) == set(first)
+    for item_id, record in records(pytester).items():
+        assert np.array_equal(pixels(pytester.path / "reports" / record["image"]), first[item_id])
+        assert record["timings"]["generate_s"] == 0.0 and len(record["cache_key"]) == 64
+
+
+def test_editing_checks_regenerates_nothing(pytester: pytest.Pytester, model_args: list[str], clip_labels: Labels) -> None:
+    pytester.makefile(".yaml", suite=suite(clip_labels))
+    run(pytester, model_args).assert_outcomes(passed=6)
+    # Swap the labels (all items now fail), change tags: the images are the same images.
+    edited = suite(clip_labels, expect=clip_labels.loser).replace(
+        f'distractors: ["{clip_labels.loser}"]', f'distractors: ["{clip_labels.winner}"]'
+    ).replace("tags: [first]", "tags: [renamed]")
+    pytester.makefile(".yaml", suite=edited)
+    run(pytester, model_args).assert_outcomes(failed=6)
+    assert len(cached_ids(pytester)) == 6
+
+
+def test_changing_a_key_field_regenerates_exactly_the_affected_images(
+    pytester: pytest.Pytester, model_args: list[str], clip_labels: Labels
+) -> None:
+    pytester.makefile(".yaml", suite=suite(clip_labels))
+    run(pytester, model_args).assert_outcomes(passed=6)
+    pytester.makefile(".yaml", suite=suite(clip_labels, prompt_b="a different prompt"))
+    run(pytester, model_args)
+    assert cached_ids(pytester) == {
+        "suite.yaml::a[seed=0]", "suite.yaml::a[seed=1]", "suite.yaml::c[seed=0]", "suite.yaml::c[seed=1]"
+    }
+    pytester.makefile(".yaml", suite=suite(clip_labels, steps=3))
+    run(pytester, model_args)
+    assert cached_ids(pytester) == set()
+
+
+def test_corrupt_entry_is_regenerated_not_scored(
+    pytester: pytest.Pytester, model_args: list[str], clip_labels: Labels
+) -> None:
+    pytester.makefile(".yaml", suite=suite(clip_labels))
+    run(pytester, model_args).assert_outcomes(passed=6)
+    victim = records(pytester)["suite.yaml::b[seed=1]"]["cache_key"]
+    entry = next((pytester.path / "cache").rglob(f"{victim}.png"))
+    entry.write_bytes(entry.read_bytes()[: entry.stat().st_size // 2])  # truncated, as by a crash or full disk
+    run(pytester, model_args).assert_outcomes(passed=6)
+    assert cached_ids(pytester) == set(records(pytester)) - {"suite.yaml::b[seed=1]"}
+    assert pixels(entry).shape == (64, 64, 3)  # rewritten whole
+
+
+def test_no_cache_and_refresh(pytester: pytest.Pytester, model_args: list[str], clip_labels: Labels) -> None:
+    pytester.makefile(".yaml", suite=suite(clip_labels))
+    run(pytester, model_args, "--t2i-no-cache").assert_outcomes(passed=6)
+    assert not (pytester.path / "cache").exists() and cached_ids(pytester) == set()
+    run(pytester, model_args).assert_outcomes(passed=6)
+    entries = sorted((pytester.path / "cache").rglob("*.png"))
+    before = {p: p.stat().st_mtime_ns for p in entries}
+    run(pytester, model_args, "--t2i-refresh").assert_outcomes(passed=6)
+    assert cached_ids(pytester) == set()
+    assert all(p.stat().st_mtime_ns > before[p] for p in entries)  # overwritten
+
+
+def test_default_cache_lives_in_pytest_cache_and_is_off_without_it(
+    pytester: pytest.Pytester, model_args: list[str], clip_labels: Labels
+) -> None:
+    pytester.makefile(".yaml", suite=suite(clip_labels))
+    pytester.runpytest("suite.yaml", *model_args).assert_outcomes(passed=6)
+    assert len(list((pytester.path / ".pytest_cache/d/t2i-images").rglob("*.png"))) == 6
+    pytester.runpytest("suite.yaml", "-p", "no:cacheprovider", *model_args).assert_outcomes(passed=6)
+    assert cached_ids(pytester) == set()
+
+
+CALL_COUNTER = """
+import pytest
+
+BATCHES = []
+
+@pytest.fixture(scope="session")
+def t2i_pipeline(t2i_pipeline):
+    # Records the UNet's batch at each call's first step (x2: classifier-free guidance).
+    t2i_pipeline.unet.register_forward_pre_hook(lambda module, args: BATCHES.append(args[0].shape[0]))
+    yield t2i_pipeline
+    print("UNET_BATCHES", sorted(set(BATCHES)))
+"""
+
+
+@pytest.mark.parametrize("batch_size", ["1", "4"])
+def test_batch_size_sets_images_per_pipeline_call(
+    pytester: pytest.Pytester, model_args: list[str], clip_labels: Labels, batch_size: str
+) -> None:
+    pytester.makeconftest(CALL_COUNTER)
+    pytester.makefile(".yaml", suite=suite(clip_labels))
+    result = pytester.runpytest("suite.yaml", "-s", "--t2i-no-cache", f"--t2i-batch-size={batch_size}", *model_args)
+    result.assert_outcomes(passed=6)
+    # a and b share settings (4 images); c has a negative prompt, so it is batched apart (2 images).
+    expected = {"1": "[[]2[]]", "4": "[[]4, 8[]]"}[batch_size]  # fnmatch: [[] is a literal [
+    result.stdout.fnmatch_lines([f"*UNET_BATCHES {expected}"])
+
+
+def test_batching_changes_no_image_and_no_verdict(
+    pytester: pytest.Pytester, model_args: list[str], clip_labels: Labels
+) -> None:
+    pytester.makefile(".yaml", suite=suite(clip_labels))
+    outcomes = {}
+    images = {}
+    for batch_size in ("1", "8"):
+        report_dir = f"reports-{batch_size}"
+        pytester.runpytest(
+            "suite.yaml", "--t2i-no-cache", f"--t2i-batch-size={batch_size}", f"--t2i-report-dir={report_dir}", *model_args
+        ).assert_outcomes(passed=6)
+        found = records(pytester, report_dir)
+        outcomes[batch_size] = {i: (r["outcome"], r["clip"]["passed"]) for i, r in found.items()}
+        images[batch_size] = {i: pixels(pytester.path / report_dir / r["image"]) for i, r in found.items()}
+    assert outcomes["1"] == outcomes["8"]
+    for item_id, alone in images["1"].items():
+        # See test_reference.py: CPU kernels differ by batch size; at most one 8-bit level.
+        assert np.abs(alone - images["8"][item_id]).max() <= 1
+
+
+def test_bad_batch_size_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    result = pytester.runpytest("--t2i-batch-size=0")
+    result.stderr.fnmatch_lines(["ERROR: --t2i-batch-size='0' is not a batch size; use auto or a whole number*"])
+
+
+def test_cache_dir_that_is_a_file_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    Path(pytester.path / "afile").write_text("")
+    result = pytester.runpytest("--t2i-cache-dir=afile")
+    result.stderr.fnmatch_lines(["ERROR: --t2i-cache-dir='afile' exists and is not a directory."])

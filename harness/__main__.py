@@ -58,11 +58,35 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_IMAGE_PX,
         help="longest side of the embedded images. Default: %(default)s",
     )
+    merge = commands.add_parser(
+        "merge",
+        help="merge several runs (e.g. CI shards of one suite) into one report dir",
+        description="Merge report dirs (each holding results.json and images/) into OUTPUT: one results.json, "
+        "the images, and a self-contained report.html with the summary and every item.",
+    )
+    merge.add_argument("runs", type=Path, nargs="+", metavar="RUN", help="report dirs (or their results.json)")
+    merge.add_argument("-o", "--output", type=Path, required=True, help="the report dir to write")
     return parser
+
+
+def _merge(args: argparse.Namespace) -> int:
+    from harness.merge import MergeError, merge_runs
+
+    try:
+        summary = merge_runs(args.runs, args.output)
+    except MergeError as exc:
+        print(f"python -m harness merge: {exc}", file=sys.stderr)
+        return 2
+    print(f"{args.output}: {summary.items} items from {summary.runs} runs; open {args.output / 'report.html'}")
+    for item_id in summary.replaced:
+        print(f"  note: {item_id} was in more than one run; the last run's result is kept")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "merge":
+        return _merge(args)
     from harness.compare import CompareError, write_comparison
 
     try:

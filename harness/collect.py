@@ -97,6 +97,9 @@ class CaseItem(pytest.Function):
             self.add_marker(pytest.mark.skip(reason=case.skip))
         if case.xfail is not None:
             self.add_marker(pytest.mark.xfail(reason=case.xfail))
+        if self.config.pluginmanager.hasplugin("xdist"):
+            # For an explicit `--dist loadgroup` (on pytest versions where xdist can honour it).
+            self.add_marker(pytest.mark.xdist_group(name=f"{self.path.name}:{case.id}"))
 
     def _structure_node_id(self) -> None:
         # pytest >= 9.1 keeps node ids structured (path, names, params) and parses ids read back

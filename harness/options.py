@@ -111,6 +111,18 @@ def _model_ref(value: str, base: Path) -> str:
     return str(candidate.resolve()) if candidate.is_dir() else value
 
 
+def _worker_device(config: pytest.Config, device: str) -> str:
+    """Under pytest-xdist with several GPUs, worker gwN takes GPU N (modulo the GPU count)."""
+    workerinput = getattr(config, "workerinput", None)
+    if workerinput is None or device != "cuda":
+        return device
+    import torch
+
+    count = torch.cuda.device_count()
+    index = int(str(workerinput.get("workerid", "gw0"))[2:] or 0)
+    return f"cuda:{index % count}" if count > 1 else device
+
+
 def resolve_device(requested: str) -> str:
     import torch
 
@@ -149,6 +161,7 @@ def resolve_settings(config: pytest.Config) -> Settings:
         raise pytest.UsageError(f"{where('t2i_report_dir')}={report_value!r} exists and is not a directory.")
 
     resolved_device = resolve_device(device)
+    resolved_device = _worker_device(config, resolved_device)
     import torch
 
     if resolved_device.startswith("cuda"):

@@ -11,7 +11,7 @@ from harness import baseline, check_mode
 from harness.collect import CaseFile, CaseItem, is_case_file
 from harness.models import MissingModelError
 from harness.options import Settings, add_options, resolve_settings, run_environment
-from harness.report import RECORD_PROPERTY, HtmlReportHooks, record_of
+from harness.report import ENVIRONMENT_PROPERTY, RECORD_PROPERTY, HtmlReportHooks, record_of
 from harness.results import write_results
 from harness.runner import CaseRunner
 from harness.state import STATE_KEY, HarnessState, get_state
@@ -26,12 +26,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     settings = resolve_settings(config)
     config.stash[STATE_KEY] = HarnessState(
-        settings=settings, runner=_runner(settings), environment=run_environment(settings)
+        settings=settings, runner=_runner(settings, config), environment=run_environment(settings)
     )
     if config.getoption("t2i_check"):
         config.pluginmanager.register(check_mode.CheckMode(config, settings.model), "t2i-check")
         return
-    config.pluginmanager.register(ResultsRecorder(config), "t2i-results")
+    if not hasattr(config, "workerinput"):
+        # Under xdist only the controller, which receives every item's report, writes results.json.
+        config.pluginmanager.register(ResultsRecorder(config), "t2i-results")
     config.pluginmanager.register(
         baseline.BaselinePlugin(config, baseline.resolve_baseline_settings(config)), "t2i-baseline"
     )
@@ -39,11 +41,48 @@ def pytest_configure(config: pytest.Config) -> None:
         config.pluginmanager.register(HtmlReportHooks(config), "t2i-html")
 
 
-def _runner(settings: Settings) -> CaseRunner:
+def _runner(settings: Settings, config: pytest.Config) -> CaseRunner:
     from harness.image_cache import ImageCache
 
     cache = ImageCache(settings.cache_dir) if settings.cache_dir is not None else None
-    return CaseRunner(settings.report_dir, cache=cache, refresh=settings.refresh, batch_size=settings.batch_size)
+    return CaseRunner(
+        settings.report_dir,
+        cache=cache,
+        refresh=settings.refresh,
+        batch_size=settings.batch_size,
+        # An xdist worker learns which items it runs one at a time; only a case's own seeds
+        # (kept on one worker by their xdist_group) are sure to run here.
+        same_case_only=hasattr(config, "workerinput"),
+    )
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
+    """`-n auto` starts one worker per CUDA GPU (each binds to its own); else xdist's default."""
+    if (config.getoption("t2i_device") or config.getini("t2i_device")) == "cpu":
+        return None
+    import torch
+
+    return torch.cuda.device_count() or None
+
+
+_CASE_SCOPE_KEY = pytest.StashKey[bool]()
+
+
+def pytest_cmdline_main(config: pytest.Config) -> None:
+    # With -n and no explicit --dist, keep each case's seeds on one worker (one pipeline call).
+    explicit = any(arg == "--dist" or arg.startswith(("--dist=", "-d")) for arg in config.invocation_params.args)
+    if getattr(config.option, "numprocesses", None) and not explicit and config.option.dist == "load":
+        config.stash[_CASE_SCOPE_KEY] = True
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    if config.stash.get(_CASE_SCOPE_KEY, False):
+        from harness.xdist_scheduling import make_case_scheduler
+
+        return make_case_scheduler(config, log)
+    return None
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> CaseFile | None:
@@ -86,6 +125,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
             record.outcome = outcome
             record.timings["total_s"] = report.duration
             report.user_properties.append((RECORD_PROPERTY, record.to_json()))
+            # Models load on xdist workers; the controller writes the environment section.
+            report.user_properties.append((ENVIRONMENT_PROPERTY, dict(state.environment)))
     return report
 
 
@@ -109,6 +150,9 @@ class ResultsRecorder:
         if record is None:
             return
         state = get_state(self.config)
+        for name, value in report.user_properties:
+            if name == ENVIRONMENT_PROPERTY:
+                state.environment.update(value)
         state.finished.append(record)
         # Rewritten after every item (atomically), so an interrupted run leaves a valid file.
         write_results(state.settings.report_dir, state.finished, state.environment)

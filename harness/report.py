@@ -16,6 +16,7 @@ from harness.state import get_state
 
 THUMBNAIL_PX = 256
 RECORD_PROPERTY = "t2i_record"
+ENVIRONMENT_PROPERTY = "t2i_environment"
 
 COLUMNS = ("Image", "Prompt", "Negative prompt", "Seed", "Steps", "Guidance", "Size", "CLIP", "ResNet top 5", "Timings")
 
@@ -67,6 +68,38 @@ def resnet_table(resnet: dict[str, Any] | None) -> str:
     return f'<table class="t2i-resnet">{rows}</table><div>expected (top {resnet["top_k"]}): {want}</div>'
 
 
+def row_cells(record: dict[str, Any], report_dir: Path, html_dir: Path) -> list[str]:
+    """The report's cells for one record (HTML, user strings escaped), in COLUMNS order."""
+    image = ""
+    if record.get("image"):
+        png = report_dir / record["image"]
+        if png.is_file():
+            href = Path(os.path.relpath(png, html_dir)).as_posix()
+            image = (
+                f'<a href="{escape(href)}" target="_blank">'
+                f'<img class="t2i-thumb" src="{thumbnail_data_uri(png)}" alt="{escape(record["case"])}"/></a>'
+            )
+    elif record.get("fault"):
+        image = f"<em>{escape(record['fault'])}</em>"
+    size = f"{record['width']}x{record['height']}" if record.get("width") else "pipeline default"
+    timings = "<br/>".join(f"{escape(k)} {v:.3f}" for k, v in record.get("timings", {}).items())
+    if record.get("cached"):
+        timings = '<div class="t2i-cached">image from cache</div>' + timings
+    warnings = "".join(f'<div class="t2i-warning">&#9888; {escape(note)}</div>' for note in record.get("warnings", []))
+    return [
+        image,
+        escape(record["prompt"]) + warnings,
+        escape(record.get("negative_prompt") or ""),
+        str(int(record["seed"])),
+        str(int(record["steps"])),
+        f"{float(record['guidance_scale']):g}",
+        escape(size),
+        clip_table(record.get("clip")),
+        resnet_table(record.get("resnet")),
+        timings,
+    ]
+
+
 class HtmlReportHooks:
     """Registered only when pytest-html is installed."""
 
@@ -104,39 +137,9 @@ class HtmlReportHooks:
 
     def pytest_html_results_table_row(self, report: Any, cells: list[str]) -> None:
         record = record_of(report)
-        values = self._cells(record) if record else [""] * len(COLUMNS)
-        cells[2:2] = [f'<td class="col-t2i">{value}</td>' for value in values]
-
-    def _cells(self, record: dict[str, Any]) -> list[str]:
         settings = get_state(self.config).settings
-        image = ""
-        if record.get("image"):
-            png = settings.report_dir / record["image"]
-            if png.is_file():
-                href = Path(os.path.relpath(png, self._html_dir())).as_posix()
-                image = (
-                    f'<a href="{escape(href)}" target="_blank">'
-                    f'<img class="t2i-thumb" src="{thumbnail_data_uri(png)}" alt="{escape(record["case"])}"/></a>'
-                )
-        elif record.get("fault"):
-            image = f"<em>{escape(record['fault'])}</em>"
-        size = f"{record['width']}x{record['height']}" if record.get("width") else "pipeline default"
-        timings = "<br/>".join(f"{escape(k)} {v:.3f}" for k, v in record.get("timings", {}).items())
-        if record.get("cached"):
-            timings = '<div class="t2i-cached">image from cache</div>' + timings
-        return [
-            image,
-            escape(record["prompt"])
-            + "".join(f'<div class="t2i-warning">&#9888; {escape(note)}</div>' for note in record.get("warnings", [])),
-            escape(record.get("negative_prompt") or ""),
-            str(int(record["seed"])),
-            str(int(record["steps"])),
-            f"{float(record['guidance_scale']):g}",
-            escape(size),
-            clip_table(record.get("clip")),
-            resnet_table(record.get("resnet")),
-            timings,
-        ]
+        values = row_cells(record, settings.report_dir, self._html_dir()) if record else [""] * len(COLUMNS)
+        cells[2:2] = [f'<td class="col-t2i">{value}</td>' for value in values]
 
     def _html_dir(self) -> Path:
         html_path = self.config.getoption("htmlpath")

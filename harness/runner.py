@@ -102,6 +102,7 @@ class CaseRunner:
     cache: ImageCache | None = None
     refresh: bool = False  # regenerate even on a cache hit, and overwrite the entry
     batch_size: int | None = None  # None: pick from the device's memory on first use
+    same_case_only: bool = False  # batch a case's own seeds only (xdist workers)
     _plan: list[PlannedItem] = field(default_factory=list)
     _position: dict[ItemKey, int] = field(default_factory=dict)
     _pending: dict[ItemKey, _Pending] = field(default_factory=dict)
@@ -180,6 +181,8 @@ class CaseRunner:
                 break
             item_key = (item.key, item.seed)
             if item_key in self._done or item_key in self._pending or item.request.batch_key != batch_key:
+                continue
+            if self.same_case_only and item.key != first.key:
                 continue
             key = key_of(item)
             group.append((item, key))

@@ -1,4 +1,4 @@
-"""Faults during a run: NaN/inf and all-black images fail their item unscored.
+"""Faults during a run: NaN/inf and all-black images fail unscored; out of memory fails the item, the run goes on.
 
 All on the tiny pipeline's real inference, with weights broken through torch, not with mocks.
 """
@@ -107,3 +107,73 @@ def test_nan_image_fails_its_item_unscored(
     assert record["outcome"] == "failed" and record["fault"].startswith("the pipeline produced 12288 NaN/inf")
     assert record["clip"] is None and record["image"] is None
     assert not list((pytester.path / "reports").rglob("*.png"))
+
+
+CONFTEST_OOM_AT_128 = """
+import pytest
+import torch
+
+from harness.models import load_pipeline
+
+
+@pytest.fixture(scope="session")
+def t2i_pipeline(t2i_settings):
+    pipeline, _ = load_pipeline(t2i_settings)
+    with open("pipeline-loads.txt", "a") as log:
+        log.write("loaded\\n")
+
+    def out_of_memory_at_128_wide(module, args):
+        # Latents are the image scaled down by the VAE's factor: a 128-pixel-wide image "does not fit".
+        if args[0].shape[-1] * pipeline.vae_scale_factor == 128:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+
+    pipeline.unet.register_forward_pre_hook(out_of_memory_at_128_wide)
+    return pipeline
+"""
+
+
+def test_out_of_memory_fails_the_item_and_the_run_goes_on(
+    pytester: pytest.Pytester, model_args: list[str], clip_labels: Labels
+) -> None:
+    pytester.makeconftest(CONFTEST_OOM_AT_128)
+    pytester.makefile(
+        ".yaml",
+        suite=case_yaml(
+            f"""
+            - id: too-big
+              prompt: "{clip_labels.prompt}"
+              width: 128
+              height: 64
+              clip: {{expect: "{clip_labels.winner}", distractors: ["{clip_labels.loser}"]}}
+            - id: fits
+              prompt: "{clip_labels.prompt}"
+              clip: {{expect: "{clip_labels.winner}", distractors: ["{clip_labels.loser}"]}}
+            """,
+            seeds="[0, 1]",
+        ),
+    )
+    result = pytester.runpytest("suite.yaml", "-v", *model_args)
+    result.assert_outcomes(failed=2, passed=2)
+    message = (
+        "image not scored: the device ran out of memory generating one image at 128x64 with 2 steps, even at "
+        "batch size 1; lower width/height, use --t2i-dtype=float16 (or bfloat16), or free memory used by other "
+        "processes (the models stay loaded and the run goes on)"
+    )
+    result.stdout.fnmatch_lines(
+        [
+            "suite.yaml::too-big?seed=0? FAILED*",
+            "suite.yaml::too-big?seed=1? FAILED*",
+            "suite.yaml::fits?seed=0? PASSED*",
+            "suite.yaml::fits?seed=1? PASSED*",
+            "suite.yaml:6: case 'too-big', seed 0",
+            message,
+            "suite.yaml:6: case 'too-big', seed 1",
+            message,
+        ]
+    )
+    assert "Traceback" not in result.stdout.str() and "OutOfMemoryError" not in result.stdout.str()
+    assert (pytester.path / "pipeline-loads.txt").read_text() == "loaded\n"  # loaded once, kept after the OOM
+    records = json.loads((pytester.path / "reports/results.json").read_text())["results"]
+    assert [(r["case"], r["outcome"]) for r in records] == [("too-big", "failed")] * 2 + [("fits", "passed")] * 2
+    assert records[0]["fault"] == message.removeprefix("image not scored: ")
+    assert records[0]["clip"] is None and records[0]["image"] is None

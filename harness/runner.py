@@ -86,12 +86,27 @@ class _Pending:
 
 
 def image_path(report_dir: Path, file_nodeid: str, case_id: str, seed: int) -> Path:
-    """Where an item's PNG goes: built from the validated id and the file's own path, never escaping."""
-    folder = _UNSAFE_PATH_CHARS.sub("_", file_nodeid.replace("/", "__")).lstrip(".") or "cases"
-    path = (report_dir / IMAGES_DIR / folder / f"{case_id}-seed{seed}.png").resolve()
-    if not path.is_relative_to((report_dir / IMAGES_DIR).resolve()):
+    """Where an item's PNG goes: built from the validated id and the file's own path, never escaping.
+
+    The case file's path is mirrored (images/<dir>/<file>.yaml/<id>-seed<N>.png); a path component
+    that is not plain ASCII gets a short hash, so two files never share a folder.
+    """
+    parts = [_safe_component(part) for part in file_nodeid.split("/") if part not in ("", ".", "..")]
+    folder = report_dir.joinpath(IMAGES_DIR, *(parts or ["cases"])).resolve()
+    path = (folder / f"{case_id}-seed{seed}.png").resolve()
+    # Ids are validated when the file is parsed; this is the backstop should one ever slip through.
+    if path.parent != folder or not folder.is_relative_to((report_dir / IMAGES_DIR).resolve()):
         raise ValueError(f"refusing to write an image outside the report dir: {path}")
     return path
+
+
+def _safe_component(part: str) -> str:
+    safe = _UNSAFE_PATH_CHARS.sub("_", part).lstrip(".")
+    if safe == part:
+        return part
+    import hashlib
+
+    return f"{safe or 'file'}-{hashlib.sha256(part.encode()).hexdigest()[:8]}"
 
 
 @dataclass
@@ -201,9 +216,15 @@ class CaseRunner:
         while done < len(requests):
             size = self.batch_size or 1
             chunk = requests[done : done + size]
+            out_of_memory = False
             try:
                 results.extend(generate(pipeline, chunk))
-            except torch.OutOfMemoryError:
+            except (torch.OutOfMemoryError, RuntimeError) as exc:
+                if not _is_out_of_memory(exc):
+                    raise
+                out_of_memory = True
+            if out_of_memory:
+                # Outside the except block: the traceback no longer holds the batch's tensors.
                 _free_device_memory()
                 if size > 1:
                     # Remembered for the rest of the session: the next batches start smaller.
@@ -316,6 +337,13 @@ def auto_batch_size(pipeline: Any, request: GenerationRequest) -> int:
     return max(1, min(32, int(free * 0.7 // bytes_per_image)))
 
 
+def _is_out_of_memory(exc: BaseException) -> bool:
+    import torch
+
+    # CUDA raises torch.OutOfMemoryError; MPS raises a plain RuntimeError saying so.
+    return isinstance(exc, torch.OutOfMemoryError) or "out of memory" in str(exc).lower()
+
+
 def _free_device_memory() -> None:
     import gc
 
@@ -324,6 +352,8 @@ def _free_device_memory() -> None:
     gc.collect()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
+    if torch.backends.mps.is_available():
+        torch.mps.empty_cache()
 
 
 def _out_of_memory_message(request: GenerationRequest) -> str:

@@ -203,7 +203,13 @@ def test_image_paths_resolve_inside_the_report_dir(tmp_path: Path, file_nodeid: 
     path = image_path(report_dir, file_nodeid, case_id, 2**63 - 1)
     assert path.is_relative_to((report_dir / IMAGES_DIR).resolve())
     assert path.name == f"{case_id}-seed{2**63 - 1}.png"
-    assert path.parent.parent == (report_dir / IMAGES_DIR).resolve()  # one folder per file, no deeper
+    assert path.parent.is_relative_to((report_dir / IMAGES_DIR).resolve())  # a folder per case file
+
+
+def test_different_case_files_never_share_an_image_folder(tmp_path: Path) -> None:
+    files = ["a/b.yaml", "a__b.yaml", "a b.yaml", "a_b.yaml", "a/b c.yaml", "a/b_c.yaml", "x.yaml", "sub/x.yaml"]
+    folders = {image_path(tmp_path, file, "owl", 0).parent for file in files}
+    assert len(folders) == len(files)
 
 
 @pytest.mark.parametrize("case_id", ["../../x", "a/../../../x", "/etc/x", "../../../../../../../../x"])

@@ -14,7 +14,11 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
-GRID_THUMB_PX = 128  # the grid is an overview; the table below keeps its 256 px thumbnails
+# The grid is an overview (the table below has 256 px thumbnails): 96 px JPEGs shown at 64 CSS px stay
+# sharp on 1.5x screens and keep 500 of them near 2 MB.
+GRID_THUMB_PX = 96
+OPEN_UP_TO = 30  # longer per-case tables start folded, so the grid and the results table stay in reach
+GRID_QUALITY = 75
 OUTCOME_GROUPS = {
     "passed": "passed",
     "failed": "failed",
@@ -79,9 +83,10 @@ _STYLE = """
 #t2i-summary th, #t2i-summary td { border: 1px solid #ddd; padding: 2px 8px; text-align: left; }
 #t2i-summary td.num { text-align: right; font-variant-numeric: tabular-nums; }
 #t2i-grid { display: flex; flex-wrap: wrap; gap: 4px; }
-#t2i-grid a { display: block; border: 4px solid #999; width: 96px; height: 96px; overflow: hidden;
-  font-size: 10px; color: #333; text-decoration: none; background: #f4f4f4; }
-#t2i-grid img { width: 96px; height: 96px; object-fit: cover; display: block; }
+#t2i-grid a { display: block; border: 3px solid #999; width: 64px; height: 64px; overflow: hidden;
+  font-size: 9px; color: #333; text-decoration: none; background: #f4f4f4; }
+#t2i-grid img { width: 64px; height: 64px; object-fit: cover; display: block; }
+#t2i-summary summary { cursor: pointer; font-weight: bold; margin: 0.6em 0 0.3em; }
 #t2i-grid .t2i-passed { border-color: #2e7d32; }
 #t2i-grid .t2i-failed { border-color: #c62828; }
 #t2i-grid .t2i-xfailed { border-color: #ef8c00; }
@@ -164,8 +169,9 @@ def _case_table(records: list[dict[str, Any]]) -> str:
         )
     head = "".join(f"<th>{h}</th>" for h in ("File", "Case", "Seeds passed", "Seeds run", "Pass rate", "Per seed"))
     return (
-        "<h3>Per case, across seeds</h3>"
-        f'<table id="t2i-by-case"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
+        f"<details{' open' if len(rows) <= OPEN_UP_TO else ''}><summary>Per case, across seeds ({len(rows)} cases)"
+        f'</summary><table id="t2i-by-case"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
+        "</details>"
     )
 
 
@@ -178,10 +184,13 @@ def _grid(records: list[dict[str, Any]], report_dir: Path, html_dir: Path) -> st
         png = report_dir / record["image"] if record.get("image") else None
         if png is not None and png.is_file():
             href = Path(os.path.relpath(png, html_dir)).as_posix()
-            inner = f'<img src="{thumbnail_data_uri(png, GRID_THUMB_PX)}" alt="{escape(label)}"/>'
+            inner = f'<img src="{thumbnail_data_uri(png, GRID_THUMB_PX, GRID_QUALITY)}" alt="{escape(label)}"/>'
             cells.append(
                 f'<a class="t2i-{group}" href="{escape(href)}" target="_blank" title="{escape(label)}">{inner}</a>'
             )
         else:
             cells.append(f'<a class="t2i-{group}" title="{escape(label)}">{escape(label)}</a>')
-    return f'<h3>All images, by verdict</h3><p class="t2i-legend">{legend}</p><div id="t2i-grid">{"".join(cells)}</div>'
+    return (
+        f"<details open><summary>All {len(records)} images, by verdict</summary>"
+        f'<p class="t2i-legend">{legend}</p><div id="t2i-grid">{"".join(cells)}</div></details>'
+    )

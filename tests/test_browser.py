@@ -136,7 +136,9 @@ def test_report_html_in_chromium(
     with_image = [r for r in records if r["image"]]
     assert len(with_image) == 7  # all but the skipped ones
     widths = _image_widths(page)
-    assert len(widths) == 2 * len(with_image) and all(w > 0 for w in widths)  # the grid's and the table's
+    assert len(widths) == 2 * len(with_image)  # the grid's and the table's
+    assert all(0 < w <= 256 for w in widths)  # every image loads; thumbnails stay small
+    assert page.eval_on_selector_all("#t2i-summary img", "els => els.every(el => el.src.startsWith('data:image/jpeg'))")
     assert len(_image_widths(page, "#t2i-grid img")) == len(_image_widths(page, "#results-table img"))
 
     totals = page.eval_on_selector("#t2i-totals", "el => ({...el.dataset})")

@@ -1,4 +1,4 @@
-"""Command line: ``python -m harness compare RUN_A RUN_B -o reports/compare.html``."""
+"""Command line: ``python -m harness compare RUN_A RUN_B -o reports/compare.html`` and ``python -m harness merge``."""
 
 from __future__ import annotations
 

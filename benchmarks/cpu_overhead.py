@@ -70,10 +70,28 @@ def main() -> None:
         f"--t2i-resnet-weights={models.resnet_path}",
         "--t2i-device=cpu",
     ]
-    harness_cmd = [sys.executable, "-m", "pytest", "bench.yaml", "-q", "-p", "no:cacheprovider", *model_args,
-                   "--html=reports/report.html", "--self-contained-html"]
-    plain_cmd = [sys.executable, str(ROOT / "benchmarks/plain_loop.py"), "--models", str(work / "models"),
-                 "--cases", str(cases), "--out", str(work / "plain-out")]
+    harness_cmd = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "bench.yaml",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        *model_args,
+        "--html=reports/report.html",
+        "--self-contained-html",
+    ]
+    plain_cmd = [
+        sys.executable,
+        str(ROOT / "benchmarks/plain_loop.py"),
+        "--models",
+        str(work / "models"),
+        "--cases",
+        str(cases),
+        "--out",
+        str(work / "plain-out"),
+    ]
 
     plain_times, harness_times = [], []
     for repeat in range(args.repeats):

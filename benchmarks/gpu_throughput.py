@@ -52,24 +52,59 @@ def build_sd15_random(root: Path, dtype: torch.dtype) -> tuple[Path, Path, Path]
         latent_channels=4,
         sample_size=512,
     )
-    text_config = dict(vocab_size=49408, max_position_embeddings=77, bos_token_id=tokenizer.bos_token_id,
-                       eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
-    text_encoder = CLIPTextModel(CLIPTextConfig(hidden_size=768, intermediate_size=3072, num_hidden_layers=12,
-                                                num_attention_heads=12, hidden_act="quick_gelu", **text_config))
-    scheduler = PNDMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
-                              skip_prk_steps=True, steps_offset=1, set_alpha_to_one=False)
-    pipe = StableDiffusionPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
-                                   scheduler=scheduler, safety_checker=None, feature_extractor=None,
-                                   requires_safety_checker=False)
+    text_config = dict(
+        vocab_size=49408,
+        max_position_embeddings=77,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    text_encoder = CLIPTextModel(
+        CLIPTextConfig(
+            hidden_size=768,
+            intermediate_size=3072,
+            num_hidden_layers=12,
+            num_attention_heads=12,
+            hidden_act="quick_gelu",
+            **text_config,
+        )
+    )
+    scheduler = PNDMScheduler(
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        skip_prk_steps=True,
+        steps_offset=1,
+        set_alpha_to_one=False,
+    )
+    pipe = StableDiffusionPipeline(
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        unet=unet,
+        scheduler=scheduler,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
     pipe.to(dtype).save_pretrained(root / "sd15", safe_serialization=True)
 
-    clip = CLIPModel(CLIPConfig(
-        text_config=dict(hidden_size=512, intermediate_size=2048, num_hidden_layers=12, num_attention_heads=8,
-                         **text_config),
-        vision_config=dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12,
-                           image_size=224, patch_size=32),
-        projection_dim=512,
-    ))
+    clip = CLIPModel(
+        CLIPConfig(
+            text_config=dict(
+                hidden_size=512, intermediate_size=2048, num_hidden_layers=12, num_attention_heads=8, **text_config
+            ),
+            vision_config=dict(
+                hidden_size=768,
+                intermediate_size=3072,
+                num_hidden_layers=12,
+                num_attention_heads=12,
+                image_size=224,
+                patch_size=32,
+            ),
+            projection_dim=512,
+        )
+    )
     clip.save_pretrained(root / "clip")
     image_processor = CLIPImageProcessor(size={"shortest_edge": 224}, crop_size={"height": 224, "width": 224})
     CLIPProcessor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(root / "clip")
@@ -78,25 +113,56 @@ def build_sd15_random(root: Path, dtype: torch.dtype) -> tuple[Path, Path, Path]
 
 
 def write_suite(path: Path, steps: int, size: int | None) -> None:
-    subjects = ["owl", "fox", "teapot", "violin", "lighthouse", "bicycle", "castle", "tiger",
-                "sailboat", "cactus", "piano", "zebra", "volcano", "umbrella", "penguin", "tractor"]
+    subjects = [
+        "owl",
+        "fox",
+        "teapot",
+        "violin",
+        "lighthouse",
+        "bicycle",
+        "castle",
+        "tiger",
+        "sailboat",
+        "cactus",
+        "piano",
+        "zebra",
+        "volcano",
+        "umbrella",
+        "penguin",
+        "tractor",
+    ]
     sizes = f"  width: {size}\n  height: {size}\n" if size else ""
     cases = "".join(
         f'  - id: {s}\n    prompt: "a watercolor painting of a {s}, soft colors"\n'
-        f'    clip: {{expect: "a watercolor painting of a {s}", distractors: ["a photo of a {s}", "an oil painting of a {s}"]}}\n'
+        f'    clip: {{expect: "a watercolor painting of a {s}",\n'
+        f'            distractors: ["a photo of a {s}", "an oil painting of a {s}"]}}\n'
         f'    resnet: {{expect: ["tabby"], top_k: 1000}}\n'
         for s in subjects
     )
-    path.write_text(f"defaults:\n  steps: {steps}\n  seeds: [0, 1]\n  negative_prompt: \"blurry\"\n{sizes}cases:\n{cases}")
+    path.write_text(
+        f'defaults:\n  steps: {steps}\n  seeds: [0, 1]\n  negative_prompt: "blurry"\n{sizes}cases:\n{cases}'
+    )
 
 
 def run_harness(suite: Path, models: tuple[Path, Path, Path], device: str, batch: str, report: Path) -> float:
     """Generation seconds summed over items (the pipeline calls' time, models loaded beforehand)."""
     import pytest
 
-    args = [str(suite), "-q", "-p", "no:cacheprovider", "--t2i-no-cache", f"--t2i-batch-size={batch}",
-            f"--t2i-model={models[0]}", f"--t2i-clip-model={models[1]}", f"--t2i-resnet-weights={models[2]}",
-            f"--t2i-device={device}", f"--t2i-report-dir={report}", "-W", "ignore::UserWarning"]
+    args = [
+        str(suite),
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "--t2i-no-cache",
+        f"--t2i-batch-size={batch}",
+        f"--t2i-model={models[0]}",
+        f"--t2i-clip-model={models[1]}",
+        f"--t2i-resnet-weights={models[2]}",
+        f"--t2i-device={device}",
+        f"--t2i-report-dir={report}",
+        "-W",
+        "ignore::UserWarning",
+    ]
     pytest.main(args)
     records = json.loads((report / "results.json").read_text())["results"]
     return sum(r["timings"]["generate_s"] for r in records), len(records)
@@ -157,12 +223,18 @@ def main() -> None:
     print(f"device: {torch.cuda.get_device_name() if device == 'cuda' else 'cpu'}; torch {torch.__version__}")
     print(f"{count} images, {steps} steps, {size or 'default'} px, fp16" if device == "cuda" else f"{count} images")
     print(f"batch 1:       {count / single_s:.2f} images/s ({single_s:.1f} s generating)")
-    print(f"batch {args.batch}:   {count / batched_s:.2f} images/s ({batched_s:.1f} s)  speed-up {single_s / batched_s:.2f}x")
+    print(
+        f"batch {args.batch}:   {count / batched_s:.2f} images/s ({batched_s:.1f} s)  "
+        f"speed-up {single_s / batched_s:.2f}x"
+    )
     if device == "cuda":
         peak = matmul_tflops(device, torch.float16)
         for images in (1, 8):
             achieved = unet_tflops(models[0], device, torch.float16, images)
-            print(f"UNet at {images} image(s)/call: {achieved:.0f} TFLOP/s = {achieved / peak:.0%} of measured fp16 matmul {peak:.0f} TFLOP/s")
+            print(
+                f"UNet at {images} image(s)/call: {achieved:.0f} TFLOP/s = {achieved / peak:.0%} "
+                f"of measured fp16 matmul {peak:.0f} TFLOP/s"
+            )
 
 
 if __name__ == "__main__":

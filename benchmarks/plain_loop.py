@@ -58,7 +58,7 @@ def main() -> None:
         with torch.no_grad():
             probs = clip(**inputs).logits_per_image.softmax(dim=1)
             resnet_probs = resnet(torch.stack([preprocess(image) for image in images])).softmax(dim=1)
-        for seed, image, row, classes in zip(seeds, images, probs, resnet_probs):
+        for seed, image, row, classes in zip(seeds, images, probs, resnet_probs, strict=True):
             image.save(args.out / f"{case['id']}-seed{seed}.png")
             top = [weights.meta["categories"][int(i)] for i in classes.topk(case["resnet"]["top_k"]).indices]
             passed += int(row.argmax() == 0 and any(name in top for name in case["resnet"]["expect"]))

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from harness.cases import ClipCheck, ResnetCheck
 
@@ -37,7 +37,7 @@ class ClipVerdict:
         else:
             head = f"CLIP picked the intended label ({expected_p:.4f})"
         rows = []
-        for index, (label, prob) in enumerate(zip(self.labels, self.probs)):
+        for index, (label, prob) in enumerate(zip(self.labels, self.probs, strict=True)):
             marks = []
             if index == 0:
                 marks.append("intended")
@@ -66,7 +66,7 @@ class ResnetVerdict:
             f"  {rank:>4}  {prob:8.4f}  {name}{'  <- expected' if name in self.expect else ''}"
             for rank, (name, prob) in enumerate(self.top, start=1)
         ]
-        expected = ", ".join(f"{name} {prob:.4f}" for name, prob in zip(self.expect, self.expect_probs))
+        expected = ", ".join(f"{name} {prob:.4f}" for name, prob in zip(self.expect, self.expect_probs, strict=True))
         return "\n".join([head + ":", "  rank      prob  class", *rows, f"  expected: {expected}"])
 
 
@@ -84,7 +84,7 @@ def judge_resnet(check: ResnetCheck, probs: Sequence[float], categories: Sequenc
     top_k = tensor.topk(max(check.top_k, 5))
     ranked = [categories[int(i)] for i in top_k.indices]
     passed = any(name in ranked[: check.top_k] for name in check.expect)
-    top5 = tuple((categories[int(i)], float(v)) for v, i in zip(top_k.values[:5], top_k.indices[:5]))
+    top5 = tuple((categories[int(i)], float(v)) for v, i in zip(top_k.values[:5], top_k.indices[:5], strict=True))
     index = {name: i for i, name in enumerate(categories)}
     expect_probs = tuple(float(tensor[index[name]]) for name in check.expect)
     return ResnetVerdict(check.expect, check.top_k, top5, expect_probs, passed)

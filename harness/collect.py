@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -64,7 +65,11 @@ class CaseFile(pytest.File):
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> Any:
         if isinstance(excinfo.value, CaseFileError):
-            return excinfo.value.render(self.path.relative_to(self.config.rootpath) if self.path.is_relative_to(self.config.rootpath) else self.path)
+            return excinfo.value.render(
+                self.path.relative_to(self.config.rootpath)
+                if self.path.is_relative_to(self.config.rootpath)
+                else self.path
+            )
         return super().repr_failure(excinfo)
 
 

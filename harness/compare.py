@@ -246,7 +246,7 @@ def _environment(a: Side, b: Side) -> str:
 
 def _items(comparison: Comparison, image_px: int) -> str:
     from harness.report import clip_table, resnet_table
-    from harness.summary import thumbnail_data_uri
+    from harness.thumbnails import thumbnail_data_uri
 
     def image(item: SideItem | None, side: Side) -> str:
         if item is None:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -62,7 +63,7 @@ def generate(pipeline: Any, requests: Sequence[GenerationRequest]) -> list[Gener
     )
     seconds = (time.perf_counter() - started) / len(requests)
     nsfw = getattr(output, "nsfw_content_detected", None) or [False] * len(requests)
-    return [_to_result(array, bool(flagged), seconds) for array, flagged in zip(output.images, nsfw)]
+    return [_to_result(array, bool(flagged), seconds) for array, flagged in zip(output.images, nsfw, strict=True)]
 
 
 def _to_result(array: Any, flagged: bool, seconds: float) -> GeneratedImage:
@@ -82,5 +83,7 @@ def _to_result(array: Any, flagged: bool, seconds: float) -> GeneratedImage:
     if flagged:
         return GeneratedImage(None, "the pipeline's safety checker flagged this image and blanked it", seconds)
     if pixels.max() == 0:
-        return GeneratedImage(None, "the image is entirely black (a safety checker's blank, or a broken VAE decode)", seconds)
+        return GeneratedImage(
+            None, "the image is entirely black (a safety checker's blank, or a broken VAE decode)", seconds
+        )
     return GeneratedImage(Image.fromarray(pixels), None, seconds)

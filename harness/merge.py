@@ -30,7 +30,9 @@ def _load(run: Path) -> dict[str, Any]:
     try:
         document = json.loads(results.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise MergeError(f"{run}: no {RESULTS_FILE} here; give report dirs written by `pytest --t2i-report-dir`") from None
+        raise MergeError(
+            f"{run}: no {RESULTS_FILE} here; give report dirs written by `pytest --t2i-report-dir`"
+        ) from None
     except json.JSONDecodeError as exc:
         raise MergeError(f"{results}:{exc.lineno}: not valid JSON ({exc.msg})") from None
     if not isinstance(document, dict) or not isinstance(document.get("results"), list):

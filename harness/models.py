@@ -120,7 +120,7 @@ def load_clip(settings: Settings) -> tuple[Any, Any, ModelInfo]:
     with _explain_missing("CLIP model", settings.clip_model, "--t2i-clip-model"), _quiet_loading():
         model = CLIPModel.from_pretrained(settings.clip_model, dtype=settings.dtype, use_safetensors=True)
         processor = CLIPProcessor.from_pretrained(settings.clip_model)
-    model.to(settings.device).eval()
+    model.to(settings.device).eval()  # type: ignore[arg-type]  # transformers types .to() as a decorator
     return model, processor, ModelInfo("clip", settings.clip_model, hub_revision(settings.clip_model, "config.json"))
 
 
@@ -161,7 +161,12 @@ def load_resnet(settings: Settings) -> tuple[torch.nn.Module, Any, tuple[str, ..
         ) from exc
     model.to(settings.device).eval()
     categories = tuple(weights.meta["categories"])
-    return model, weights.transforms(), categories, ModelInfo("resnet", str(weights) if not Path(source).is_file() else source, revision)
+    return (
+        model,
+        weights.transforms(),
+        categories,
+        ModelInfo("resnet", str(weights) if not Path(source).is_file() else source, revision),
+    )
 
 
 def _read_state_dict_file(path: Path) -> dict[str, torch.Tensor]:

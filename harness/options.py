@@ -31,21 +31,59 @@ class OptionSpec:
 
 
 OPTIONS = (
-    OptionSpec("--t2i-model", "t2i_model", DEFAULT_MODEL, "diffusers text-to-image model: hub repo id or local dir", "ID_OR_DIR", True),
-    OptionSpec("--t2i-clip-model", "t2i_clip_model", DEFAULT_CLIP_MODEL, "CLIP model for zero-shot label checks: hub repo id or local dir", "ID_OR_DIR", True),
     OptionSpec(
-        "--t2i-resnet-weights", "t2i_resnet_weights", DEFAULT_RESNET_WEIGHTS,
-        "ResNet-50 weights: a torchvision ResNet50_Weights name, or a state-dict file (.safetensors, .pt, .pth)", "NAME_OR_FILE", True,
-    ),
-    OptionSpec("--t2i-device", "t2i_device", "auto", "device: auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps", "DEVICE"),
-    OptionSpec("--t2i-dtype", "t2i_dtype", "auto", "dtype: auto (float16 on cuda, float32 elsewhere), float16, bfloat16 or float32", "DTYPE"),
-    OptionSpec("--t2i-report-dir", "t2i_report_dir", DEFAULT_REPORT_DIR, "where results.json and the images go", "DIR", True),
-    OptionSpec(
-        "--t2i-cache-dir", "t2i_cache_dir", "",
-        "image cache directory (e.g. a shared volume); empty means t2i-images under pytest's cache dir", "DIR", True,
+        "--t2i-model",
+        "t2i_model",
+        DEFAULT_MODEL,
+        "diffusers text-to-image model: hub repo id or local dir",
+        "ID_OR_DIR",
+        True,
     ),
     OptionSpec(
-        "--t2i-batch-size", "t2i_batch_size", "auto",
+        "--t2i-clip-model",
+        "t2i_clip_model",
+        DEFAULT_CLIP_MODEL,
+        "CLIP model for zero-shot label checks: hub repo id or local dir",
+        "ID_OR_DIR",
+        True,
+    ),
+    OptionSpec(
+        "--t2i-resnet-weights",
+        "t2i_resnet_weights",
+        DEFAULT_RESNET_WEIGHTS,
+        "ResNet-50 weights: a torchvision ResNet50_Weights name, or a state-dict file (.safetensors, .pt, .pth)",
+        "NAME_OR_FILE",
+        True,
+    ),
+    OptionSpec(
+        "--t2i-device",
+        "t2i_device",
+        "auto",
+        "device: auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps",
+        "DEVICE",
+    ),
+    OptionSpec(
+        "--t2i-dtype",
+        "t2i_dtype",
+        "auto",
+        "dtype: auto (float16 on cuda, float32 elsewhere), float16, bfloat16 or float32",
+        "DTYPE",
+    ),
+    OptionSpec(
+        "--t2i-report-dir", "t2i_report_dir", DEFAULT_REPORT_DIR, "where results.json and the images go", "DIR", True
+    ),
+    OptionSpec(
+        "--t2i-cache-dir",
+        "t2i_cache_dir",
+        "",
+        "image cache directory (e.g. a shared volume); empty means t2i-images under pytest's cache dir",
+        "DIR",
+        True,
+    ),
+    OptionSpec(
+        "--t2i-batch-size",
+        "t2i_batch_size",
+        "auto",
         "images per pipeline call, across cases with equal steps/guidance/size; auto fits the device's memory",
         "N",
     ),
@@ -149,7 +187,9 @@ def resolve_settings(config: pytest.Config) -> Settings:
 
     device, _ = values["t2i_device"]
     if not _DEVICE_PATTERN.match(device):
-        raise pytest.UsageError(f"{where('t2i_device')}={device!r} is not a device; use auto, cpu, cuda, cuda:N or mps.")
+        raise pytest.UsageError(
+            f"{where('t2i_device')}={device!r} is not a device; use auto, cpu, cuda, cuda:N or mps."
+        )
     dtype_name, _ = values["t2i_dtype"]
     if dtype_name not in DTYPES:
         raise pytest.UsageError(f"{where('t2i_dtype')}={dtype_name!r} is not a dtype; use one of {', '.join(DTYPES)}.")
@@ -166,12 +206,18 @@ def resolve_settings(config: pytest.Config) -> Settings:
 
     if resolved_device.startswith("cuda"):
         if not torch.cuda.is_available():
-            raise pytest.UsageError(f"{where('t2i_device')}={device!r}, but CUDA is not available on this machine; use --t2i-device=cpu.")
+            raise pytest.UsageError(
+                f"{where('t2i_device')}={device!r}, but CUDA is not available on this machine; use --t2i-device=cpu."
+            )
         index = int(resolved_device.partition(":")[2] or 0)
         if index >= torch.cuda.device_count():
-            raise pytest.UsageError(f"{where('t2i_device')}={device!r}, but this machine has {torch.cuda.device_count()} CUDA device(s).")
+            raise pytest.UsageError(
+                f"{where('t2i_device')}={device!r}, but this machine has {torch.cuda.device_count()} CUDA device(s)."
+            )
     if resolved_device == "mps" and not torch.backends.mps.is_available():
-        raise pytest.UsageError(f"{where('t2i_device')}='mps', but MPS is not available on this machine; use --t2i-device=cpu.")
+        raise pytest.UsageError(
+            f"{where('t2i_device')}='mps', but MPS is not available on this machine; use --t2i-device=cpu."
+        )
     if dtype_name == "auto":
         dtype_name = "float16" if resolved_device.startswith("cuda") else "float32"
 
@@ -180,7 +226,8 @@ def resolve_settings(config: pytest.Config) -> Settings:
     if batch_value != "auto":
         if not batch_value.isdigit() or not 1 <= int(batch_value) <= 256:
             raise pytest.UsageError(
-                f"{where('t2i_batch_size')}={batch_value!r} is not a batch size; use auto or a whole number from 1 to 256."
+                f"{where('t2i_batch_size')}={batch_value!r} is not a batch size; "
+                "use auto or a whole number from 1 to 256."
             )
         batch_size = int(batch_value)
 

@@ -151,7 +151,7 @@ class ResultsRecorder:
             return
         state = get_state(self.config)
         for name, value in report.user_properties:
-            if name == ENVIRONMENT_PROPERTY:
+            if name == ENVIRONMENT_PROPERTY and isinstance(value, dict):
                 state.environment.update(value)
         state.finished.append(record)
         # Rewritten after every item (atomically), so an interrupted run leaves a valid file.

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import io
 import os
 from html import escape
 from pathlib import Path
@@ -13,8 +11,10 @@ import pytest
 
 from harness.atomic import atomic_write_text
 from harness.state import get_state
+from harness.thumbnails import thumbnail_data_uri
 
-THUMBNAIL_PX = 256
+# Enough to review an image at a glance; the full-size PNG is a click away. 500 rows stay light.
+THUMBNAIL_PX = 160
 RECORD_PROPERTY = "t2i_record"
 ENVIRONMENT_PROPERTY = "t2i_environment"
 
@@ -28,31 +28,18 @@ def record_of(report: Any) -> dict[str, Any] | None:
     return None
 
 
-def thumbnail_data_uri(png_path: Path) -> str:
-    from PIL import Image
-
-    with Image.open(png_path) as image:
-        image = image.convert("RGB")
-        image.thumbnail((THUMBNAIL_PX, THUMBNAIL_PX))
-        buffer = io.BytesIO()
-        image.save(buffer, format="JPEG", quality=85)
-    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
-
-
 def clip_table(clip: dict[str, Any] | None) -> str:
     if not clip:
         return ""
     probs = clip["probs"]
     winner = max(range(len(probs)), key=probs.__getitem__)
     rows = []
-    for index, (label, prob) in enumerate(zip(clip["labels"], probs)):
+    for index, (label, prob) in enumerate(zip(clip["labels"], probs, strict=True)):
         classes = " ".join(c for c, on in (("t2i-intended", index == 0), ("t2i-picked", index == winner)) if on)
         mark = "intended" if index == 0 else ""
         if index == winner:
             mark = f"{mark} picked".strip()
-        rows.append(
-            f'<tr class="{classes}"><td>{prob:.4f}</td><td>{escape(mark)}</td><td>{escape(label)}</td></tr>'
-        )
+        rows.append(f'<tr class="{classes}"><td>{prob:.4f}</td><td>{escape(mark)}</td><td>{escape(label)}</td></tr>')
     return f'<table class="t2i-clip">{"".join(rows)}</table>'
 
 
@@ -75,9 +62,10 @@ def row_cells(record: dict[str, Any], report_dir: Path, html_dir: Path) -> list[
         png = report_dir / record["image"]
         if png.is_file():
             href = Path(os.path.relpath(png, html_dir)).as_posix()
+            thumbnail = thumbnail_data_uri(png, THUMBNAIL_PX)
             image = (
                 f'<a href="{escape(href)}" target="_blank">'
-                f'<img class="t2i-thumb" src="{thumbnail_data_uri(png)}" alt="{escape(record["case"])}"/></a>'
+                f'<img class="t2i-thumb" src="{thumbnail}" alt="{escape(record["case"])}"/></a>'
             )
     elif record.get("fault"):
         image = f"<em>{escape(record['fault'])}</em>"
@@ -124,7 +112,9 @@ class HtmlReportHooks:
     def pytest_html_report_title(self, report: Any) -> None:
         report.title = "t2i-harness report"
 
-    def pytest_html_results_summary(self, prefix: list[str], summary: list[str], postfix: list[str], session: Any) -> None:
+    def pytest_html_results_summary(
+        self, prefix: list[str], summary: list[str], postfix: list[str], session: Any
+    ) -> None:
         # Above the table: pass rates per file, tag and case, and a grid of every image.
         from harness.summary import summary_html
 

@@ -170,7 +170,7 @@ class CaseRunner:
         for item, cache_key, image in hits:
             self._add_pending(item, GeneratedImage(image, None, 0.0), True, cache_key, pipeline)
         generated = self._generate(pipeline, [item.request for item, _ in misses])
-        for (item, cache_key), result in zip(misses, generated):
+        for (item, cache_key), result in zip(misses, generated, strict=True):
             if self.cache is not None and cache_key is not None and result.image is not None:
                 self.cache.put(cache_key, result.image, {"case": item.case.id, "seed": item.seed})
             self._add_pending(item, result, False, cache_key, pipeline)
@@ -274,7 +274,9 @@ class CaseRunner:
         if not scorable:
             return
         started = time.perf_counter()
-        image_embeds = clip_scorer.image_embeddings([p.generated.image for p in scorable])
+        image_embeds = clip_scorer.image_embeddings(
+            [p.generated.image for p in scorable if p.generated.image is not None]
+        )
         for row, pending in enumerate(scorable):
             labels = pending.item.case.clip.labels
             if labels not in self._text_embeddings:  # once per distinct label set
@@ -295,11 +297,11 @@ class CaseRunner:
         if not waiting:
             return
         started = time.perf_counter()
-        probs = classifier.probabilities([p.generated.image for p in waiting])
+        probs = classifier.probabilities([p.generated.image for p in waiting if p.generated.image is not None])
         per_image = (time.perf_counter() - started) / len(waiting)
         for row, pending in enumerate(waiting):
             assert pending.item.case.resnet is not None
-            pending.resnet = judge_resnet(pending.item.case.resnet, probs[row], classifier.categories)
+            pending.resnet = judge_resnet(pending.item.case.resnet, probs[row].tolist(), classifier.categories)
             pending.timings["resnet_s"] = per_image
 
     def _finish(self, pending: _Pending) -> ScoredImage:

@@ -5,8 +5,9 @@ Both compute exactly what the study notes compute, so a score here equals a scor
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import torch
@@ -51,7 +52,9 @@ class ClipScorer:
 
         tokens = self.processor(text=list(labels), return_tensors="pt", padding=True).to(self.device)
         with torch.no_grad():
-            output = self.model.get_text_features(input_ids=tokens["input_ids"], attention_mask=tokens["attention_mask"])
+            output = self.model.get_text_features(
+                input_ids=tokens["input_ids"], attention_mask=tokens["attention_mask"]
+            )
         return _normalized(output)
 
     def probabilities_from(self, image_embeds: torch.Tensor, text_embeds: torch.Tensor) -> torch.Tensor:
@@ -95,7 +98,7 @@ class ImagenetClassifier:
     def top(self, probabilities: torch.Tensor, k: int = 5) -> list[tuple[str, float]]:
         """The k most probable classes of one image's probabilities, as (name, probability)."""
         values, indices = probabilities.topk(k)
-        return [(self.categories[int(i)], float(v)) for v, i in zip(values, indices)]
+        return [(self.categories[int(i)], float(v)) for v, i in zip(values, indices, strict=True)]
 
 
 def _normalized(output: Any) -> torch.Tensor:

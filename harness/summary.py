@@ -5,14 +5,14 @@ Built from the same records as results.json, so every number here can be recompu
 
 from __future__ import annotations
 
-import base64
-import io
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from html import escape
 from pathlib import Path
 from typing import Any
+
+from harness.thumbnails import thumbnail_data_uri
 
 # The grid is an overview (the table below has 256 px thumbnails): 96 px JPEGs shown at 64 CSS px stay
 # sharp on 1.5x screens and keep 500 of them near 2 MB.
@@ -27,18 +27,6 @@ OUTCOME_GROUPS = {
     "xfailed": "xfailed",
     "skipped": "skipped",
 }
-
-
-def thumbnail_data_uri(png_path: Path, px: int, quality: int = 80) -> str:
-    """A JPEG data URI no larger than ``px`` on either side."""
-    from PIL import Image
-
-    with Image.open(png_path) as opened:
-        image = opened.convert("RGB")
-    image.thumbnail((px, px))
-    buffer = io.BytesIO()
-    image.save(buffer, format="JPEG", quality=quality)
-    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
 def outcome_group(record: dict[str, Any]) -> str:

@@ -74,7 +74,7 @@ class _TagRefusingLoader(yaml.SafeLoader):
         event = self.peek_event()
         tag = getattr(event, "tag", None)
         if tag not in _IMPLICIT_TAGS:
-            tag = tag.replace("tag:yaml.org,2002:", "!!")  # show it as the user wrote it
+            tag = str(tag).replace("tag:yaml.org,2002:", "!!")  # show it as the user wrote it
             self.tag_problems.append(
                 YamlProblem(
                     event.start_mark.line + 1,

@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Labels, case_yaml
 
+from conftest import Labels, case_yaml
 from harness.baseline import Scores, classify
 
 

@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Labels, case_yaml
 from test_compare import _two_runs
 
+from conftest import Labels, case_yaml
 from harness.__main__ import main
 
 pytestmark = pytest.mark.browser

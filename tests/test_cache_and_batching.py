@@ -21,7 +21,7 @@ def suite(labels: Labels, *, expect: str | None = None, steps: int = 2, prompt_b
           clip: {{expect: "{expect}", distractors: ["{labels.loser}"]}}
           tags: [first]
         - id: b
-          prompt: "{prompt_b or labels.prompt + ', at night'}"
+          prompt: "{prompt_b or labels.prompt + ", at night"}"
           clip: {{expect: "{expect}", distractors: ["{labels.loser}"]}}
         - id: c
           prompt: "{labels.prompt}, in snow"
@@ -65,13 +65,17 @@ def test_second_run_generates_nothing(pytester: pytest.Pytester, model_args: lis
         assert record["timings"]["generate_s"] == 0.0 and len(record["cache_key"]) == 64
 
 
-def test_editing_checks_regenerates_nothing(pytester: pytest.Pytester, model_args: list[str], clip_labels: Labels) -> None:
+def test_editing_checks_regenerates_nothing(
+    pytester: pytest.Pytester, model_args: list[str], clip_labels: Labels
+) -> None:
     pytester.makefile(".yaml", suite=suite(clip_labels))
     run(pytester, model_args).assert_outcomes(passed=6)
     # Swap the labels (all items now fail), change tags: the images are the same images.
-    edited = suite(clip_labels, expect=clip_labels.loser).replace(
-        f'distractors: ["{clip_labels.loser}"]', f'distractors: ["{clip_labels.winner}"]'
-    ).replace("tags: [first]", "tags: [renamed]")
+    edited = (
+        suite(clip_labels, expect=clip_labels.loser)
+        .replace(f'distractors: ["{clip_labels.loser}"]', f'distractors: ["{clip_labels.winner}"]')
+        .replace("tags: [first]", "tags: [renamed]")
+    )
     pytester.makefile(".yaml", suite=edited)
     run(pytester, model_args).assert_outcomes(failed=6)
     assert len(cached_ids(pytester)) == 6
@@ -85,7 +89,10 @@ def test_changing_a_key_field_regenerates_exactly_the_affected_images(
     pytester.makefile(".yaml", suite=suite(clip_labels, prompt_b="a different prompt"))
     run(pytester, model_args)
     assert cached_ids(pytester) == {
-        "suite.yaml::a[seed=0]", "suite.yaml::a[seed=1]", "suite.yaml::c[seed=0]", "suite.yaml::c[seed=1]"
+        "suite.yaml::a[seed=0]",
+        "suite.yaml::a[seed=1]",
+        "suite.yaml::c[seed=0]",
+        "suite.yaml::c[seed=1]",
     }
     pytester.makefile(".yaml", suite=suite(clip_labels, steps=3))
     run(pytester, model_args)
@@ -163,7 +170,11 @@ def test_batching_changes_no_image_and_no_verdict(
     for batch_size in ("1", "8"):
         report_dir = f"reports-{batch_size}"
         pytester.runpytest(
-            "suite.yaml", "--t2i-no-cache", f"--t2i-batch-size={batch_size}", f"--t2i-report-dir={report_dir}", *model_args
+            "suite.yaml",
+            "--t2i-no-cache",
+            f"--t2i-batch-size={batch_size}",
+            f"--t2i-report-dir={report_dir}",
+            *model_args,
         ).assert_outcomes(passed=6)
         found = records(pytester, report_dir)
         outcomes[batch_size] = {i: (r["outcome"], r["clip"]["passed"]) for i, r in found.items()}

@@ -40,23 +40,30 @@ def test_check_mode_validates_without_loading_models(pytester: pytest.Pytester, 
 def test_check_mode_warns_on_prompts_the_encoder_truncates(pytester: pytest.Pytester, model_args: list[str]) -> None:
     pytester.makefile(
         ".yaml",
-        suite=case_yaml(f'- id: wordy\n  prompt: "{LONG_PROMPT}"\n  clip: {{expect: "an owl", distractors: ["a hawk"]}}\n'),
+        suite=case_yaml(
+            f'- id: wordy\n  prompt: "{LONG_PROMPT}"\n  clip: {{expect: "an owl", distractors: ["a hawk"]}}\n'
+        ),
     )
     pytester.makeini(SHOW_TRUNCATION)
     result = pytester.runpytest("--t2i-check", *model_args)
     assert result.ret == pytest.ExitCode.OK
     result.stdout.fnmatch_lines(
         [
-            "*suite.yaml:5: PromptTruncatedWarning: case 'wordy': prompt has * tokens but the text encoder reads only 77*",
+            "*suite.yaml:5: PromptTruncatedWarning: case 'wordy': "
+            "prompt has * tokens but the text encoder reads only 77*",
         ]
     )
 
 
 def test_check_mode_without_a_cached_tokenizer_says_so(pytester: pytest.Pytester) -> None:
-    pytester.makefile(".yaml", suite=case_yaml('- id: owl\n  prompt: "an owl"\n  clip: {expect: "an owl", distractors: ["a hawk"]}\n'))
+    pytester.makefile(
+        ".yaml", suite=case_yaml('- id: owl\n  prompt: "an owl"\n  clip: {expect: "an owl", distractors: ["a hawk"]}\n')
+    )
     result = pytester.runpytest("--t2i-check", "--t2i-model=no-such-org/no-such-model")
     assert result.ret == pytest.ExitCode.OK
-    result.stdout.fnmatch_lines(["*prompt lengths not checked: the tokenizer of no-such-org/no-such-model is not cached*"])
+    result.stdout.fnmatch_lines(
+        ["*prompt lengths not checked: the tokenizer of no-such-org/no-such-model is not cached*"]
+    )
 
 
 def test_a_run_warns_and_marks_truncated_prompts(

@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Labels, case_yaml
 from PIL import Image
 
+from conftest import Labels, case_yaml
 from harness.__main__ import main
 
 PROMPT = "a violin, <b class='t2i-xss'>bold</b> & friends"

@@ -9,8 +9,8 @@ import json
 from typing import TYPE_CHECKING
 
 import pytest
-from conftest import Labels, case_yaml
 
+from conftest import Labels, case_yaml
 from harness.generate import GenerationRequest, generate
 
 if TYPE_CHECKING:

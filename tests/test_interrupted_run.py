@@ -27,7 +27,15 @@ def test_ctrl_c_leaves_valid_report_and_results(
     pytester.makefile(".yaml", suite=case_yaml(body, steps=10))
     results = pytester.path / "reports/results.json"
     process = subprocess.Popen(
-        [sys.executable, "-m", "pytest", "suite.yaml", "--html=reports/report.html", "--self-contained-html", *model_args],
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "suite.yaml",
+            "--html=reports/report.html",
+            "--self-contained-html",
+            *model_args,
+        ],
         cwd=pytester.path,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

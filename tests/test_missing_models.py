@@ -40,10 +40,11 @@ def test_missing_hub_model_explains_where_it_looked_and_how_to_fix(
 
 def test_missing_local_dir_says_it_does_not_exist(pytester: pytest.Pytester, tiny_models: TinyModels) -> None:
     pytester.makefile(".yaml", suite=CASES)
-    result = pytester.runpytest(
-        "--t2i-model=./models/sd-missing", f"--t2i-clip-model={tiny_models.clip_dir}"
-    )
+    result = pytester.runpytest("--t2i-model=./models/sd-missing", f"--t2i-clip-model={tiny_models.clip_dir}")
     result.assert_outcomes(errors=3)
     result.stdout.fnmatch_lines(
-        ["*The text-to-image model './models/sd-missing' (--t2i-model) looks like a local directory, but it does not exist*"]
+        [
+            "*The text-to-image model './models/sd-missing' (--t2i-model) looks like a local directory, "
+            "but it does not exist*"
+        ]
     )

@@ -87,7 +87,7 @@ def test_batched_seeds_equal_one_seed_at_a_time(tiny_models: TinyModels) -> None
     pipe.set_progress_bar_config(disable=True)
     requests = [GenerationRequest("a red fox in snow", "blurry", seed, 3, 7.5, None, None) for seed in (0, 1, 7)]
     batched = generate(pipe, requests)
-    for request, together in zip(requests, batched):
+    for request, together in zip(requests, batched, strict=True):
         (alone,) = generate(pipe, [request])
         a, b = np.asarray(together.image, dtype=np.int16), np.asarray(alone.image, dtype=np.int16)
         # CPU BLAS picks a different kernel for a batch of 3 than for 1; the float images differ

@@ -85,7 +85,10 @@ def test_merge_errors_name_the_run(pytester: pytest.Pytester) -> None:
     (pytester.mkdir("broken") / "results.json").write_text("{not json")
     for run, message in (("empty", "empty: no results.json here"), ("broken", "broken/results.json:1: not valid JSON")):
         result = subprocess.run(
-            [sys.executable, "-m", "harness", "merge", run, "-o", "out"], cwd=pytester.path, capture_output=True, text=True
+            [sys.executable, "-m", "harness", "merge", run, "-o", "out"],
+            cwd=pytester.path,
+            capture_output=True,
+            text=True,
         )
         assert result.returncode == 2
         assert f"python -m harness merge: {message}" in result.stderr
@@ -96,8 +99,18 @@ def test_merge_ignores_image_paths_that_escape_the_run(pytester: pytest.Pytester
     run = pytester.mkdir("run")
     (pytester.path / "secret.png").write_bytes(b"not for the report")
     record = {
-        "id": "a.yaml::x[seed=0]", "case": "x", "file": "a.yaml", "seed": 0, "prompt": "p", "negative_prompt": None,
-        "steps": 1, "guidance_scale": 7.5, "width": 8, "height": 8, "image": "../secret.png", "outcome": "passed",
+        "id": "a.yaml::x[seed=0]",
+        "case": "x",
+        "file": "a.yaml",
+        "seed": 0,
+        "prompt": "p",
+        "negative_prompt": None,
+        "steps": 1,
+        "guidance_scale": 7.5,
+        "width": 8,
+        "height": 8,
+        "image": "../secret.png",
+        "outcome": "passed",
     }
     (run / "results.json").write_text(json.dumps({"results": [record]}))
     subprocess.run([sys.executable, "-m", "harness", "merge", "run", "-o", "out"], cwd=pytester.path, check=True)

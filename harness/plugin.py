@@ -51,7 +51,7 @@ def _runner(settings: Settings, config: pytest.Config) -> CaseRunner:
         refresh=settings.refresh,
         batch_size=settings.batch_size,
         # An xdist worker learns which items it runs one at a time; only a case's own seeds
-        # (kept on one worker by their xdist_group) are sure to run here.
+        # (kept on one worker by harness.xdist_scheduling) are sure to run here.
         same_case_only=hasattr(config, "workerinput"),
     )
 

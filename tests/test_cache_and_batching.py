@@ -194,3 +194,84 @@ def test_cache_dir_that_is_a_file_is_a_usage_error(pytester: pytest.Pytester) ->
     Path(pytester.path / "afile").write_text("")
     result = pytester.runpytest("--t2i-cache-dir=afile")
     result.stderr.fnmatch_lines(["ERROR: --t2i-cache-dir='afile' exists and is not a directory."])
+
+
+SCORING_COUNTER = """
+import pytest
+
+CALLS = {"text": 0, "vision": 0, "resnet": 0}
+
+@pytest.fixture(scope="session")
+def clip_scorer(clip_scorer):
+    clip_scorer.model.text_model.register_forward_pre_hook(lambda *_: CALLS.__setitem__("text", CALLS["text"] + 1))
+    clip_scorer.model.vision_model.register_forward_pre_hook(
+        lambda *_: CALLS.__setitem__("vision", CALLS["vision"] + 1)
+    )
+    yield clip_scorer
+    print("SCORING_CALLS", CALLS["text"], CALLS["vision"], CALLS["resnet"])
+
+@pytest.fixture(scope="session")
+def imagenet_classifier(imagenet_classifier):
+    imagenet_classifier.model.register_forward_pre_hook(lambda *_: CALLS.__setitem__("resnet", CALLS["resnet"] + 1))
+    return imagenet_classifier
+"""
+
+
+def test_scoring_runs_once_per_batch_and_text_once_per_label_set(
+    pytester: pytest.Pytester, model_args: list[str], clip_labels: Labels
+) -> None:
+    pytester.makeconftest(SCORING_COUNTER)
+    body = "".join(
+        f"""
+        - id: case-{n}
+          prompt: "{clip_labels.prompt} {n}"
+          clip: {{expect: "{clip_labels.winner}", distractors: ["{clip_labels.loser}"{extra}]}}
+          resnet: {{expect: ["great grey owl"], top_k: 1000}}
+        """
+        for n, extra in enumerate(["", "", ', "a pencil sketch"'])
+    )
+    pytester.makefile(".yaml", suite=case_yaml(body, seeds="[0, 1]"))
+    result = pytester.runpytest("suite.yaml", "-s", "--t2i-no-cache", "--t2i-batch-size=8", *model_args)
+    result.assert_outcomes(passed=6)
+    # One pipeline call for the 6 images, so one CLIP vision forward and one ResNet forward; two
+    # distinct label sets, so two text forwards (not one per case or per image).
+    result.stdout.fnmatch_lines(["*SCORING_CALLS 2 1 1"])
+
+
+OOM_ABOVE_ONE_IMAGE = """
+import pytest
+import torch
+
+BATCHES = []
+
+@pytest.fixture(scope="session")
+def t2i_pipeline(t2i_pipeline):
+    def fail_when_batched(module, args):
+        BATCHES.append(args[0].shape[0])
+        if args[0].shape[0] > 2:  # more than one image (x2: classifier-free guidance)
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+    t2i_pipeline.unet.register_forward_pre_hook(fail_when_batched)
+    yield t2i_pipeline
+    print("UNET_BATCHES", sorted(set(BATCHES)))
+"""
+
+
+def test_out_of_memory_halves_the_batch_until_it_fits(
+    pytester: pytest.Pytester, model_args: list[str], clip_labels: Labels
+) -> None:
+    pytester.makeconftest(OOM_ABOVE_ONE_IMAGE)
+    pytester.makefile(".yaml", suite=suite(clip_labels))
+    result = pytester.runpytest("suite.yaml", "-s", "--t2i-no-cache", "--t2i-batch-size=4", *model_args)
+    result.assert_outcomes(passed=6)  # every image made, at batch 1 after 4 and 2 ran out of memory
+    result.stdout.fnmatch_lines(["*UNET_BATCHES [[]2, 4, 8[]]"])
+
+
+def test_report_marks_images_from_the_cache(
+    pytester: pytest.Pytester, model_args: list[str], clip_labels: Labels
+) -> None:
+    pytester.makefile(".yaml", suite=suite(clip_labels))
+    html_args = ["--html=reports/report.html", "--self-contained-html"]
+    run(pytester, model_args, *html_args).assert_outcomes(passed=6)
+    assert "image from cache" not in (pytester.path / "reports/report.html").read_text()
+    run(pytester, model_args, *html_args).assert_outcomes(passed=6)
+    assert (pytester.path / "reports/report.html").read_text().count("image from cache") == 6

@@ -171,6 +171,71 @@ def _build_resnet(path: Path) -> None:
     save_file(state, str(path))
 
 
+def build_tiny_sdxl(root: Path) -> Path:
+    """A tiny StableDiffusionXLPipeline (two text encoders, micro-conditioning), after diffusers' own tests."""
+    from diffusers import StableDiffusionXLPipeline
+    from transformers import CLIPTextModelWithProjection
+
+    root = Path(root)
+    tokenizer = _build_tokenizer(root / "tokenizer_src")
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel(
+        block_out_channels=(32, 64),
+        layers_per_block=1,
+        sample_size=32,  # 64x64 images by default
+        in_channels=4,
+        out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        attention_head_dim=(2, 4),
+        use_linear_projection=True,
+        addition_embed_type="text_time",
+        addition_time_embed_dim=8,
+        transformer_layers_per_block=(1, 2),
+        projection_class_embeddings_input_dim=6 * 8 + HIDDEN,  # six time ids + the pooled text embedding
+        cross_attention_dim=2 * HIDDEN,  # both text encoders' hidden states, concatenated
+        norm_num_groups=32,
+    )
+    # DDIM rather than SDXL's usual Euler: Euler's set_timesteps trips a numpy DeprecationWarning.
+    scheduler = DDIMScheduler(
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        clip_sample=False,
+        set_alpha_to_one=False,
+        steps_offset=1,
+    )
+    torch.manual_seed(0)
+    vae = AutoencoderKL(
+        block_out_channels=[32, 64],
+        in_channels=3,
+        out_channels=3,
+        down_block_types=["DownEncoderBlock2D", "DownEncoderBlock2D"],
+        up_block_types=["UpDecoderBlock2D", "UpDecoderBlock2D"],
+        latent_channels=4,
+        norm_num_groups=32,
+        sample_size=64,
+    )
+    torch.manual_seed(0)
+    text_encoder = CLIPTextModel(_text_config(tokenizer, num_layers=2))
+    torch.manual_seed(0)
+    text_config_2 = _text_config(tokenizer, num_layers=2)
+    text_config_2.projection_dim = HIDDEN
+    text_encoder_2 = CLIPTextModelWithProjection(text_config_2)
+    pipe = StableDiffusionXLPipeline(
+        vae=vae,
+        text_encoder=text_encoder,
+        text_encoder_2=text_encoder_2,
+        tokenizer=tokenizer,
+        tokenizer_2=tokenizer,
+        unet=unet,
+        scheduler=scheduler,
+    )
+    out_dir = root / "sdxl-pipeline"
+    pipe.save_pretrained(out_dir, safe_serialization=True)
+    return out_dir
+
+
 def build_tiny_models(root: Path) -> TinyModels:
     """Build all tiny checkpoints under ``root`` (deterministic: same bytes every call)."""
     root = Path(root)

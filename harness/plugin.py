@@ -70,6 +70,9 @@ _CASE_SCOPE_KEY = pytest.StashKey[bool]()
 
 
 def pytest_cmdline_main(config: pytest.Config) -> None:
+    if config.getoption("t2i_check") and getattr(config.option, "htmlpath", None):
+        # A check runs nothing: it must not replace the last real run's report with an empty one.
+        config.option.htmlpath = None
     # With -n and no explicit --dist, keep each case's seeds on one worker (one pipeline call).
     explicit = any(arg == "--dist" or arg.startswith(("--dist=", "-d")) for arg in config.invocation_params.args)
     if getattr(config.option, "numprocesses", None) and not explicit and config.option.dist == "load":

@@ -86,3 +86,14 @@ def test_a_run_warns_and_marks_truncated_prompts(
     records = json.loads((pytester.path / "reports/results.json").read_text())["results"]
     assert all("text encoder reads only 77" in record["warnings"][0] for record in records)
     assert "t2i-warning" in (pytester.path / "reports/report.html").read_text()
+
+
+def test_check_mode_leaves_the_last_report_alone(pytester: pytest.Pytester, model_args: list[str]) -> None:
+    pytester.makefile(
+        ".yaml", suite=case_yaml('- id: owl\n  prompt: "an owl"\n  clip: {expect: "an owl", distractors: ["a hawk"]}\n')
+    )
+    report = pytester.mkdir("reports") / "report.html"
+    report.write_text("the last real run's report")
+    result = pytester.runpytest("--t2i-check", "--html=reports/report.html", "--self-contained-html", *model_args)
+    assert result.ret == pytest.ExitCode.OK
+    assert report.read_text() == "the last real run's report"

@@ -88,6 +88,17 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     return None
 
 
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    settings = get_state(config).settings
+    cache = str(settings.cache_dir) if settings.cache_dir is not None else "off"
+    batch = settings.batch_size or "auto"
+    return [
+        f"t2i: model {settings.model}, clip {settings.clip_model}, resnet {settings.resnet_weights}",
+        f"t2i: device {settings.device}, dtype {settings.dtype_name}, batch size {batch}, "
+        f"report dir {settings.report_dir}, image cache {cache}",
+    ]
+
+
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> CaseFile | None:
     if is_case_file(file_path, parent.config):
         return CaseFile.from_parent(parent, path=file_path)

@@ -86,3 +86,14 @@ def test_help_lists_every_option_with_ini_and_default(pytester: pytest.Pytester)
     ]:
         section = text[text.index(flag) :]
         assert f"Ini: {ini}. Default: '{default}'" in section[:400], flag
+
+
+def test_report_header_shows_the_resolved_settings(pytester: pytest.Pytester) -> None:
+    result = pytester.runpytest("--collect-only", "--t2i-device=cpu", "--t2i-batch-size=3", "--t2i-no-cache")
+    result.stdout.fnmatch_lines(
+        [
+            "t2i: model stable-diffusion-v1-5/stable-diffusion-v1-5, clip openai/clip-vit-base-patch32, "
+            "resnet IMAGENET1K_V2",
+            f"t2i: device cpu, dtype float32, batch size 3, report dir {pytester.path / 'reports'}, image cache off",
+        ]
+    )

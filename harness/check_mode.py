@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from harness.prompt_length import truncation_notes, warn_truncated
+
+if TYPE_CHECKING:
+    from harness.cases import Case
+
+PLUGIN_NAME = "t2i-check"
 
 
 def add_options(parser: pytest.Parser) -> None:
@@ -42,20 +47,25 @@ class CheckMode:
         self.config = config
         self.model = model
         self.cases = 0
-        self.tokenizer_found = False
+        self._tokenizer: Any = None
+        self._tokenizer_looked_up = False
 
-    def pytest_collection_finish(self, session: pytest.Session) -> None:
-        from harness.collect import CaseItem
+    @property
+    def tokenizer_found(self) -> bool:
+        return self._tokenizer is not None
 
-        tokenizer = load_cached_tokenizer(self.model)
-        self.tokenizer_found = tokenizer is not None
-        seen = set()
-        for item in session.items:
-            if isinstance(item, CaseItem) and item.case_key not in seen:
-                seen.add(item.case_key)
-                if tokenizer is not None:
-                    warn_truncated(item.case, truncation_notes(tokenizer, item.case))
-        self.cases = len(seen)
+    def check_prompts(self, case: Case) -> None:
+        """Warn about texts the encoder truncates; called while the case's file is collected.
+
+        Collection is where pytest turns warnings into errors under `-W error`, and then the file
+        becomes a collection error that names the case, as for any other problem in it.
+        """
+        self.cases += 1
+        if not self._tokenizer_looked_up:
+            self._tokenizer_looked_up = True
+            self._tokenizer = load_cached_tokenizer(self.model)
+        if self._tokenizer is not None:
+            warn_truncated(case, truncation_notes(self._tokenizer, case))
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtestloop(self, session: pytest.Session) -> bool:

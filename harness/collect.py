@@ -9,8 +9,10 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from harness import check_mode
 from harness.cases import Case, CaseFileError, load_case_file
 from harness.checks import CaseCheckFailed
+from harness.prompt_length import PromptTruncatedWarning
 from harness.results import ItemRecord
 from harness.runner import apply_to_record
 from harness.state import get_state
@@ -50,7 +52,10 @@ class CaseFile(pytest.File):
 
     def collect(self) -> Iterator[CaseItem]:
         cases = load_case_file(self.path)
+        checker = self.config.pluginmanager.get_plugin(check_mode.PLUGIN_NAME)
         for case in cases:
+            if checker is not None:
+                checker.check_prompts(case)
             for tag in case.tags:
                 # Tags are markers: register them so --strict-markers accepts them.
                 self.config.addinivalue_line("markers", f"{tag}: t2i case tag")
@@ -64,6 +69,8 @@ class CaseFile(pytest.File):
                 )
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> Any:
+        if isinstance(excinfo.value, PromptTruncatedWarning):  # raised as an error under `-W error`
+            return f"{self.nodeid}:{excinfo.value.line}: {excinfo.value}"
         if isinstance(excinfo.value, CaseFileError):
             return excinfo.value.render(
                 self.path.relative_to(self.config.rootpath)
@@ -134,7 +141,7 @@ class CaseItem(pytest.Function):
         return self.path, self.case.line - 1, f"{self.case.id}[seed={self.seed}]"
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> Any:
-        if isinstance(excinfo.value, CaseCheckFailed):
+        if isinstance(excinfo.value, (CaseCheckFailed, PromptTruncatedWarning)):
             file = self.parent.nodeid if self.parent is not None else self.path.name
             where = f"{file}:{self.case.line}: case {self.case.id!r}, seed {self.seed}"
             return f"{where}\n{excinfo.value}"

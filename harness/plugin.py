@@ -29,7 +29,7 @@ def pytest_configure(config: pytest.Config) -> None:
         settings=settings, runner=_runner(settings, config), environment=run_environment(settings)
     )
     if config.getoption("t2i_check"):
-        config.pluginmanager.register(check_mode.CheckMode(config, settings.model), "t2i-check")
+        config.pluginmanager.register(check_mode.CheckMode(config, settings.model), check_mode.PLUGIN_NAME)
         return
     if not hasattr(config, "workerinput"):
         # Under xdist only the controller, which receives every item's report, writes results.json.

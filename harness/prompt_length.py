@@ -12,6 +12,8 @@ if TYPE_CHECKING:
 class PromptTruncatedWarning(UserWarning):
     """A prompt or negative prompt has more tokens than the text encoder reads."""
 
+    line: int = 0
+
 
 def token_count(tokenizer: Any, text: str) -> int:
     """Tokens the text encoder would need for ``text``, start and end tokens included."""
@@ -46,7 +48,7 @@ def truncation_notes(tokenizer: Any, case: Case) -> list[str]:
 
 def warn_truncated(case: Case, notes: list[str]) -> None:
     for note in notes:
+        warning = PromptTruncatedWarning(f"case {case.id!r}: {note}")
+        warning.line = case.line  # for the message when `-W error` raises it
         # Point the warning at the case in its file, not at harness code.
-        warnings.warn_explicit(
-            f"case {case.id!r}: {note}", PromptTruncatedWarning, filename=str(case.path), lineno=case.line
-        )
+        warnings.warn_explicit(warning, PromptTruncatedWarning, filename=str(case.path), lineno=case.line)

@@ -147,6 +147,11 @@ class CaseRunner:
             self._score_resnet(classifier)
         pending = self._pending.pop(item_key)
         self._done.add(item_key)
+        if pending.notes and key not in self._warned_cases:
+            # Warned here, for the item being handed out, once per case: under `-W error` the
+            # warning fails this item only, after the whole batch has been scored.
+            self._warned_cases.add(key)
+            warn_truncated(case, pending.notes)
         return self._finish(pending)
 
     # -- generation --------------------------------------------------------------------------
@@ -240,9 +245,6 @@ class CaseRunner:
         notes: list[str] = []
         if getattr(pipeline, "tokenizer", None) is not None:
             notes = truncation_notes(pipeline.tokenizer, item.case)
-            if item.key not in self._warned_cases:
-                self._warned_cases.add(item.key)
-                warn_truncated(item.case, notes)
         pending = _Pending(item, generated, cached, cache_key, notes)
         pending.timings["generate_s"] = generated.seconds
         self._pending[(item.key, item.seed)] = pending

@@ -97,3 +97,39 @@ def test_check_mode_leaves_the_last_report_alone(pytester: pytest.Pytester, mode
     result = pytester.runpytest("--t2i-check", "--html=reports/report.html", "--self-contained-html", *model_args)
     assert result.ret == pytest.ExitCode.OK
     assert report.read_text() == "the last real run's report"
+
+
+def test_warnings_as_errors_make_a_clean_error_in_both_modes(
+    pytester: pytest.Pytester, model_args: list[str], clip_labels: Labels
+) -> None:
+    pytester.makefile(
+        ".yaml",
+        suite=case_yaml(
+            f"""
+            - id: fine
+              prompt: "{clip_labels.prompt}"
+              clip: {{expect: "{clip_labels.winner}", distractors: ["{clip_labels.loser}"]}}
+            - id: wordy
+              prompt: "{LONG_PROMPT}"
+              clip: {{expect: "{clip_labels.winner}", distractors: ["{clip_labels.loser}"]}}
+            - id: also-fine
+              prompt: "{clip_labels.prompt}"
+              clip: {{expect: "{clip_labels.winner}", distractors: ["{clip_labels.loser}"]}}
+            """
+        ),
+    )
+    strict = ["-W", "error::harness.prompt_length.PromptTruncatedWarning"]
+    checked = pytester.runpytest("--t2i-check", *strict, *model_args)
+    assert checked.ret != pytest.ExitCode.OK and "INTERNALERROR" not in checked.stdout.str()
+    checked.stdout.fnmatch_lines(
+        ["suite.yaml:9: case 'wordy': prompt has * tokens but the text encoder reads only 77*"]
+    )
+
+    # In a run the three cases share one pipeline call: only the long prompt's item fails, and the
+    # others are still scored, never passed unchecked.
+    ran = pytester.runpytest("--t2i-batch-size=8", "--t2i-no-cache", *strict, *model_args)
+    ran.assert_outcomes(passed=2, failed=1)
+    ran.stdout.fnmatch_lines(["suite.yaml:9: case 'wordy', seed 0", "case 'wordy': prompt has * tokens*"])
+    assert "Traceback" not in ran.stdout.str()
+    records = {r["case"]: r for r in json.loads((pytester.path / "reports/results.json").read_text())["results"]}
+    assert records["fine"]["clip"]["passed"] and records["also-fine"]["clip"]["passed"]

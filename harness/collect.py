@@ -18,6 +18,7 @@ from harness.runner import apply_to_record
 from harness.state import get_state
 
 if TYPE_CHECKING:
+    from harness.pipeline_handle import PipelineHandle
     from harness.scoring import ClipScorer, ImagenetClassifier
 
 CASE_FILE_SUFFIXES = (".yaml", ".yml")
@@ -80,14 +81,19 @@ class CaseFile(pytest.File):
         return super().repr_failure(excinfo)
 
 
-def _run_clip_only(request: pytest.FixtureRequest, t2i_pipeline: Any, clip_scorer: ClipScorer) -> None:
-    request.node.run_case(t2i_pipeline, clip_scorer, None)
+def _run_clip_only(
+    _t2i_pipeline_handle: PipelineHandle, clip_scorer: ClipScorer, request: pytest.FixtureRequest
+) -> None:
+    request.node.run_case(_t2i_pipeline_handle, clip_scorer, None)
 
 
 def _run_with_resnet(
-    request: pytest.FixtureRequest, t2i_pipeline: Any, clip_scorer: ClipScorer, imagenet_classifier: ImagenetClassifier
+    _t2i_pipeline_handle: PipelineHandle,
+    clip_scorer: ClipScorer,
+    imagenet_classifier: ImagenetClassifier,
+    request: pytest.FixtureRequest,
 ) -> None:
-    request.node.run_case(t2i_pipeline, clip_scorer, imagenet_classifier)
+    request.node.run_case(_t2i_pipeline_handle, clip_scorer, imagenet_classifier)
 
 
 def _test_function(case: Case) -> Any:
@@ -130,11 +136,11 @@ class CaseItem(pytest.Function):
         file = self.parent.nodeid if self.parent is not None else str(self.path)
         return ItemRecord.for_case(self.nodeid, self.case, self.seed, file)
 
-    def run_case(self, pipeline: Any, clip_scorer: ClipScorer, classifier: ImagenetClassifier | None) -> None:
+    def run_case(self, handle: PipelineHandle, clip_scorer: ClipScorer, classifier: ImagenetClassifier | None) -> None:
         __tracebackhide__ = True
         state = get_state(self.config)
         record = state.records.setdefault(self.nodeid, self.new_record())
-        scored = state.runner.scored(self.case_key, self.case, self.seed, pipeline, clip_scorer, classifier)
+        scored = state.runner.scored(self.case_key, self.case, self.seed, handle, clip_scorer, classifier)
         apply_to_record(record, scored, state.settings.report_dir)
 
     def reportinfo(self) -> tuple[Path, int, str]:

@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +66,68 @@ def pipeline_fingerprint(pipeline: Any, model_ref: str, revision: str) -> dict[s
         "diffusers": diffusers.__version__,
         "transformers": transformers.__version__,
         "torch": torch.__version__,
+    }
+
+
+@dataclass(frozen=True)
+class ModelFiles:
+    """A diffusers model's identity and configs, read from disk without loading it."""
+
+    model: str
+    revision: str
+    pipeline_class: str
+    scheduler_config: dict[str, Any]
+
+
+def model_files(model_ref: str) -> ModelFiles | None:
+    """The model's files as a local dir or in the Hugging Face cache; None when they are not on disk."""
+    local = Path(model_ref).expanduser()
+    if local.is_dir():
+        root, model, revision = local, LOCAL_MODEL, ""
+    else:
+        from huggingface_hub import try_to_load_from_cache
+
+        try:
+            index = try_to_load_from_cache(model_ref, "model_index.json")
+        except ValueError:  # not a valid repo id either (a mistyped path): nothing on disk
+            return None
+        if not isinstance(index, str):
+            return None
+        root, model, revision = Path(index).parent, model_ref, Path(index).parent.name
+    try:
+        model_index = json.loads((root / "model_index.json").read_text(encoding="utf-8"))
+        scheduler = json.loads((root / "scheduler" / "scheduler_config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if model == LOCAL_MODEL:
+        revision = f"sha256:{directory_fingerprint(local)}"
+    return ModelFiles(model, revision, str(model_index.get("_class_name")), scheduler)
+
+
+def files_fingerprint(model_ref: str, dtype_name: str, device: str) -> dict[str, str] | None:
+    """The fingerprint of the pipeline that loading ``model_ref`` gives, from its files alone.
+
+    Used while the pipeline is the plugin's own, unmodified one, so that runs whose images are all
+    cached never load the model. Its keys differ from pipeline_fingerprint's ("source"), so entries
+    made by a loaded, modified pipeline are never mistaken for these.
+    """
+    from importlib.metadata import version
+
+    files = model_files(model_ref)
+    if files is None:
+        return None
+    return {
+        "source": "files",
+        "model": files.model,
+        "revision": files.revision,
+        "pipeline": files.pipeline_class,
+        "scheduler": str(files.scheduler_config.get("_class_name")),
+        "scheduler_config": scheduler_config_json(files.scheduler_config),
+        "dtype": f"torch.{dtype_name}",
+        "device": device.split(":")[0],
+        "diffusers": version("diffusers"),
+        "transformers": version("transformers"),
+        "torch": version("torch"),
     }
 
 

@@ -6,8 +6,10 @@ from typing import Any
 
 import pytest
 
-from harness.models import ModelInfo, load_clip, load_pipeline, load_resnet
+from harness.fingerprint import files_fingerprint
+from harness.models import ModelInfo, hub_revision, load_clip, load_pipeline, load_resnet
 from harness.options import Settings
+from harness.pipeline_handle import PipelineHandle, is_pristine, loaded_fingerprint
 from harness.scoring import ClipScorer, ImagenetClassifier
 from harness.state import get_state
 
@@ -34,7 +36,65 @@ def t2i_pipeline(pytestconfig: pytest.Config, t2i_settings: Settings) -> Any:
     """
     pipeline, info = load_pipeline(t2i_settings)
     _note(pytestconfig, info)
+    get_state(pytestconfig).loaded_pipeline = pipeline
     return pipeline
+
+
+@pytest.fixture
+def _t2i_pipeline_handle(request: pytest.FixtureRequest, t2i_settings: Settings) -> PipelineHandle:
+    """How case items reach `t2i_pipeline`: loaded at setup when an image must be generated, else not.
+
+    Loading at setup (not mid-test) keeps a missing model an error of the item's setup.
+    """
+    state = get_state(request.config)
+
+    def load() -> Any:
+        return request.getfixturevalue("t2i_pipeline")
+
+    handle = PipelineHandle(fingerprint=None, model_ref=t2i_settings.model, _load=load)
+    if state.runner.cache is None or not _own_pipeline_fixture(request):
+        # No cache to spare a load, or a pipeline from the user's conftest.py: key it by what it is.
+        handle.fingerprint = loaded_fingerprint(handle.get()) if state.runner.cache is not None else None
+        return handle
+    if state.loaded_pipeline is not None:
+        handle.pipeline = state.loaded_pipeline
+        if not is_pristine(handle.pipeline, t2i_settings.model, t2i_settings.dtype_name, t2i_settings.device):
+            # Changed after loading (e.g. an autouse fixture swapped the scheduler).
+            handle.fingerprint = loaded_fingerprint(handle.pipeline)
+            return handle
+    handle.fingerprint = _files_fingerprint(state, t2i_settings)
+    if handle.fingerprint is None:  # not on disk yet: loading downloads it, then its files are there
+        handle.get()
+        state.files_fingerprint.clear()
+        handle.fingerprint = _files_fingerprint(state, t2i_settings) or loaded_fingerprint(handle.get())
+    elif handle.pipeline is None and state.runner.needs_generation(handle.fingerprint):
+        handle.get()
+    if handle.pipeline is None:
+        # Not loaded (every image is cached): the report still names the model that made them.
+        _note(
+            request.config,
+            ModelInfo("pipeline", t2i_settings.model, hub_revision(t2i_settings.model, "model_index.json")),
+        )
+    return handle
+
+
+def _files_fingerprint(state: Any, settings: Settings) -> dict[str, str] | None:
+    if not state.files_fingerprint:
+        state.files_fingerprint.append(files_fingerprint(settings.model, settings.dtype_name, settings.device))
+    return state.files_fingerprint[0]
+
+
+def _own_pipeline_fixture(request: pytest.FixtureRequest) -> bool:
+    """Whether `t2i_pipeline`, as this item sees it, is the plugin's own fixture (not a conftest override)."""
+    try:
+        # pytest has no public API for "which fixture would this name resolve to"; when this private
+        # one is missing, answer as for an override, which is always safe (the pipeline loads).
+        definitions = request._fixturemanager.getfixturedefs("t2i_pipeline", request.node)
+    except Exception:
+        return False
+    if not definitions:
+        return False
+    return getattr(definitions[-1].func, "__module__", None) == __name__
 
 
 @pytest.fixture(scope="session")

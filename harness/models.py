@@ -42,7 +42,10 @@ def hub_revision(ref: str, probe_file: str) -> str:
         return "local dir"
     from huggingface_hub import try_to_load_from_cache
 
-    cached = try_to_load_from_cache(ref, probe_file)
+    try:
+        cached = try_to_load_from_cache(ref, probe_file)
+    except ValueError:  # not a valid repo id
+        return "unknown"
     if isinstance(cached, str):
         # The cache lays files out as .../snapshots/<commit>/<file>.
         return Path(cached).parent.name

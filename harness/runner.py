@@ -24,12 +24,15 @@ if TYPE_CHECKING:
 
     from harness.cases import Case
     from harness.image_cache import ImageCache
+    from harness.pipeline_handle import PipelineHandle
     from harness.scoring import ClipScorer, ImagenetClassifier
 
 IMAGES_DIR = "images"
 _UNSAFE_PATH_CHARS = re.compile(r"[^A-Za-z0-9_.-]+")
 # A batch of cache hits costs nothing to generate but holds images in memory until their items run.
 _MAX_GROUP_FACTOR = 4
+# Items grouped for a first batch before `auto` has seen the device (all-cached groups never need it).
+_GROUP_BEFORE_AUTO = 4
 
 CaseKey = tuple[str, str]  # (case file node id, case id)
 ItemKey = tuple[CaseKey, int]  # ... and the seed
@@ -122,9 +125,9 @@ class CaseRunner:
     _position: dict[ItemKey, int] = field(default_factory=dict)
     _pending: dict[ItemKey, _Pending] = field(default_factory=dict)
     _done: set[ItemKey] = field(default_factory=set)
-    _fingerprints: dict[int, dict[str, str] | None] = field(default_factory=dict)
     _text_embeddings: dict[tuple[str, ...], Any] = field(default_factory=dict)
     _warned_cases: set[CaseKey] = field(default_factory=set)
+    _all_cached: bool = False
 
     def plan(self, key: CaseKey, case: Case, seed: int) -> None:
         """Register a selected item, in pytest's run order."""
@@ -136,13 +139,13 @@ class CaseRunner:
         key: CaseKey,
         case: Case,
         seed: int,
-        pipeline: Any,
+        handle: PipelineHandle,
         clip_scorer: ClipScorer,
         classifier: ImagenetClassifier | None,
     ) -> ScoredImage:
         item_key = (key, seed)
         if item_key not in self._pending:
-            self._make_batch(PlannedItem(key, case, seed), pipeline, clip_scorer)
+            self._make_batch(PlannedItem(key, case, seed), handle, clip_scorer)
         if case.resnet is not None and classifier is not None:
             self._score_resnet(classifier)
         pending = self._pending.pop(item_key)
@@ -156,10 +159,23 @@ class CaseRunner:
 
     # -- generation --------------------------------------------------------------------------
 
-    def _make_batch(self, first: PlannedItem, pipeline: Any, clip_scorer: ClipScorer) -> None:
-        fingerprint = self._fingerprint(pipeline)
-        batch_size = self._batch_size(pipeline, first.request)
-        group = self._group(first, fingerprint, batch_size)
+    def needs_generation(self, fingerprint: dict[str, str] | None) -> bool:
+        """Whether some planned item still to run has no image in the cache."""
+        from harness.image_cache import cache_key
+
+        if self.cache is None or fingerprint is None or self.refresh:
+            return True
+        if self._all_cached:  # once all were cached, they stay so (a corrupt one is seen when read)
+            return False
+        self._all_cached = all(
+            self._is_hit(cache_key(fingerprint, item.request))
+            for item in self._plan
+            if (item.key, item.seed) not in self._done
+        )
+        return not self._all_cached
+
+    def _make_batch(self, first: PlannedItem, handle: PipelineHandle, clip_scorer: ClipScorer) -> None:
+        group = self._group(first, handle.fingerprint, self.batch_size or _GROUP_BEFORE_AUTO)
 
         hits: list[tuple[PlannedItem, str | None, Image.Image]] = []
         misses: list[tuple[PlannedItem, str | None]] = []
@@ -173,12 +189,12 @@ class CaseRunner:
                 misses.append((item, cache_key))
 
         for item, cache_key, image in hits:
-            self._add_pending(item, GeneratedImage(image, None, 0.0), True, cache_key, pipeline)
-        generated = self._generate(pipeline, [item.request for item, _ in misses])
+            self._add_pending(item, GeneratedImage(image, None, 0.0), True, cache_key, handle)
+        generated = self._generate(handle, [item.request for item, _ in misses])
         for (item, cache_key), result in zip(misses, generated, strict=True):
             if self.cache is not None and cache_key is not None and result.image is not None:
                 self.cache.put(cache_key, result.image, {"case": item.case.id, "seed": item.seed})
-            self._add_pending(item, result, False, cache_key, pipeline)
+            self._add_pending(item, result, False, cache_key, handle)
         self._score_clip(clip_scorer, [self._pending[(item.key, item.seed)] for item, _ in group])
 
     def _group(
@@ -212,10 +228,15 @@ class CaseRunner:
     def _is_hit(self, key: str | None) -> bool:
         return self.cache is not None and key is not None and not self.refresh and self.cache.path_for(key).is_file()
 
-    def _generate(self, pipeline: Any, requests: list[GenerationRequest]) -> list[GeneratedImage]:
+    def _generate(self, handle: PipelineHandle, requests: list[GenerationRequest]) -> list[GeneratedImage]:
         """Generate in chunks of the batch size; on out-of-memory, halve it and retry."""
         import torch
 
+        if not requests:
+            return []
+        pipeline = handle.get()
+        if self.batch_size is None:
+            self.batch_size = auto_batch_size(pipeline, requests[0])
         results: list[GeneratedImage] = []
         done = 0
         while done < len(requests):
@@ -240,34 +261,13 @@ class CaseRunner:
         return results
 
     def _add_pending(
-        self, item: PlannedItem, generated: GeneratedImage, cached: bool, cache_key: str | None, pipeline: Any
+        self, item: PlannedItem, generated: GeneratedImage, cached: bool, cache_key: str | None, handle: PipelineHandle
     ) -> None:
-        notes: list[str] = []
-        if getattr(pipeline, "tokenizer", None) is not None:
-            notes = truncation_notes(pipeline.tokenizer, item.case)
+        tokenizer = handle.tokenizer()
+        notes = truncation_notes(tokenizer, item.case) if tokenizer is not None else []
         pending = _Pending(item, generated, cached, cache_key, notes)
         pending.timings["generate_s"] = generated.seconds
         self._pending[(item.key, item.seed)] = pending
-
-    def _fingerprint(self, pipeline: Any) -> dict[str, str] | None:
-        """The pipeline's cache fingerprint, once per pipeline object; None when the cache is off or unsure."""
-        if self.cache is None:
-            return None
-        if id(pipeline) not in self._fingerprints:
-            from harness.fingerprint import pipeline_fingerprint
-            from harness.models import hub_revision
-
-            ref = str(getattr(pipeline, "name_or_path", "") or "")
-            revision = hub_revision(ref, "model_index.json") if ref else "unknown"
-            # Without a known revision two versions of a hub model would share entries: no cache.
-            unsure = not ref or (revision == "unknown" and not Path(ref).is_dir())
-            self._fingerprints[id(pipeline)] = None if unsure else pipeline_fingerprint(pipeline, ref, revision)
-        return self._fingerprints[id(pipeline)]
-
-    def _batch_size(self, pipeline: Any, request: GenerationRequest) -> int:
-        if self.batch_size is None:
-            self.batch_size = auto_batch_size(pipeline, request)
-        return self.batch_size
 
     # -- scoring ----------------------------------------------------------------------------
 

@@ -21,6 +21,9 @@ class HarnessState:
     records: dict[str, ItemRecord] = field(default_factory=dict)  # by node id, in run order
     finished: list[dict[str, Any]] = field(default_factory=list)
     errors_seen: set[str] = field(default_factory=set)  # models whose load failure was already explained
+    loaded_pipeline: Any = None  # what the plugin's own t2i_pipeline fixture returned, once it ran
+    # The model's files fingerprint, computed once; a one-item list once computed (it may be None).
+    files_fingerprint: list[dict[str, str] | None] = field(default_factory=list)
 
 
 STATE_KEY = pytest.StashKey[HarnessState]()

@@ -275,3 +275,59 @@ def test_report_marks_images_from_the_cache(
     assert "image from cache" not in (pytester.path / "reports/report.html").read_text()
     run(pytester, model_args, *html_args).assert_outcomes(passed=6)
     assert (pytester.path / "reports/report.html").read_text().count("image from cache") == 6
+
+
+def test_a_fully_cached_run_never_loads_the_pipeline(
+    pytester: pytest.Pytester, model_args: list[str], clip_labels: Labels
+) -> None:
+    pytester.makefile(".yaml", suite=suite(clip_labels))
+    first = run(pytester, model_args, "--setup-show")
+    first.assert_outcomes(passed=6)
+    assert first.stdout.str().count("SETUP    S t2i_pipeline") == 1
+
+    warm = run(pytester, model_args, "--setup-show")
+    warm.assert_outcomes(passed=6)
+    assert "t2i_pipeline" not in warm.stdout.str().replace("_t2i_pipeline_handle", "")
+    assert cached_ids(pytester) == set(records(pytester))
+    environment = json.loads((pytester.path / "reports/results.json").read_text())["environment"]
+    assert environment["t2i pipeline"].endswith("sd-pipeline @ local dir")  # still named in the report
+
+    # One changed prompt: the pipeline loads (once, at setup) for that case's images only.
+    pytester.makefile(".yaml", suite=suite(clip_labels, prompt_b="a different prompt"))
+    partial = run(pytester, model_args, "--setup-show")
+    assert sum(partial.parseoutcomes().get(k, 0) for k in ("passed", "failed")) == 6
+    assert partial.stdout.str().count("SETUP    S t2i_pipeline") == 1
+    assert len(cached_ids(pytester)) == 4
+
+
+SCHEDULER_OVERRIDE = """
+import pytest
+from diffusers import DDIMScheduler
+
+@pytest.fixture(scope="session")
+def t2i_pipeline(t2i_pipeline):
+    t2i_pipeline.scheduler = DDIMScheduler.from_config(t2i_pipeline.scheduler.config, timestep_spacing="trailing")
+    return t2i_pipeline
+"""
+
+SCHEDULER_CHANGED_BY_AUTOUSE = """
+import pytest
+from diffusers import DDIMScheduler
+
+@pytest.fixture(scope="session", autouse=True)
+def other_scheduler(t2i_pipeline):
+    t2i_pipeline.scheduler = DDIMScheduler.from_config(t2i_pipeline.scheduler.config, timestep_spacing="trailing")
+"""
+
+
+@pytest.mark.parametrize("conftest", [SCHEDULER_OVERRIDE, SCHEDULER_CHANGED_BY_AUTOUSE], ids=["override", "autouse"])
+def test_a_pipeline_changed_in_conftest_never_reuses_images_of_the_plain_one(
+    pytester: pytest.Pytester, model_args: list[str], clip_labels: Labels, conftest: str
+) -> None:
+    pytester.makefile(".yaml", suite=suite(clip_labels))
+    run(pytester, model_args)  # the plain pipeline fills the cache
+    pytester.makeconftest(conftest)
+    run(pytester, model_args)
+    assert cached_ids(pytester) == set()  # another scheduler: other images
+    run(pytester, model_args)
+    assert cached_ids(pytester) == set(records(pytester))  # ... which are cached under their own keys

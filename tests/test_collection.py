@@ -71,6 +71,10 @@ def test_yaml_named_on_the_command_line_is_always_a_case_file(pytester: pytest.P
 
 def test_items_request_fixtures_like_functions(pytester: pytest.Pytester) -> None:
     pytester.makefile(".yaml", animals=CASES)
-    result = pytester.runpytest("--fixtures-per-test", "animals.yaml::teapot[seed=0]")
-    result.stdout.fnmatch_lines(["*fixtures used by teapot[[]seed=0[]]*", "clip_scorer*", "t2i_pipeline*"])
+    result = pytester.runpytest("--fixtures-per-test", "-v", "animals.yaml::teapot[seed=0]")
+    # The pipeline is reached through a handle that loads `t2i_pipeline` only when an image is not
+    # cached (tests/test_cache_and_batching.py checks when it loads).
+    result.stdout.fnmatch_lines(
+        ["*fixtures used by teapot[[]seed=0[]]*", "_t2i_pipeline_handle*", "clip_scorer*", "t2i_settings*"]
+    )
     assert "imagenet_classifier" not in result.stdout.str()  # no resnet: section, no ResNet

@@ -65,10 +65,6 @@ class ClipScorer:
             logits_per_text = torch.matmul(text_embeds, image_embeds.t()) * self.model.logit_scale.exp()
         return logits_per_text.t().float().softmax(dim=1).cpu()
 
-    def token_count(self, text: str) -> int:
-        """Tokens the text encoder would see for ``text``, start and end tokens included."""
-        return len(self.processor.tokenizer(text)["input_ids"])
-
 
 @dataclass
 class ImagenetClassifier:

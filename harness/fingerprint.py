@@ -79,8 +79,11 @@ class ModelFiles:
     scheduler_config: dict[str, Any]
 
 
-def model_files(model_ref: str) -> ModelFiles | None:
-    """The model's files as a local dir or in the Hugging Face cache; None when they are not on disk."""
+def model_files(model_ref: str, *, with_revision: bool = True) -> ModelFiles | None:
+    """The model's files as a local dir or in the Hugging Face cache; None when they are not on disk.
+
+    A local dir's revision is a hash of its content; ``with_revision=False`` skips it (revision "").
+    """
     local = Path(model_ref).expanduser()
     if local.is_dir():
         root, model, revision = local, LOCAL_MODEL, ""
@@ -99,7 +102,7 @@ def model_files(model_ref: str) -> ModelFiles | None:
         scheduler = json.loads((root / "scheduler" / "scheduler_config.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    if model == LOCAL_MODEL:
+    if model == LOCAL_MODEL and with_revision:
         revision = f"sha256:{directory_fingerprint(local)}"
     return ModelFiles(model, revision, str(model_index.get("_class_name")), scheduler)
 

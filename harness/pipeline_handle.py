@@ -56,7 +56,7 @@ def is_pristine(pipeline: Any, model_ref: str, dtype_name: str, device: str) -> 
     """Whether a loaded pipeline is what loading ``model_ref`` gives: same scheduler, dtype and device."""
     from harness.fingerprint import model_files, scheduler_config_json
 
-    files = model_files(model_ref)
+    files = model_files(model_ref, with_revision=False)  # called per item: skip hashing a local dir
     if files is None:
         return False
     scheduler = pipeline.scheduler

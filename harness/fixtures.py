@@ -36,7 +36,10 @@ def t2i_pipeline(pytestconfig: pytest.Config, t2i_settings: Settings) -> Any:
     """
     pipeline, info = load_pipeline(t2i_settings)
     _note(pytestconfig, info)
-    get_state(pytestconfig).loaded_pipeline = pipeline
+    state = get_state(pytestconfig)
+    state.loaded_pipeline = pipeline
+    # Loading may have fetched a newer hub revision: key images by the files now on disk.
+    state.files_fingerprint.clear()
     return pipeline
 
 
@@ -63,12 +66,10 @@ def _t2i_pipeline_handle(request: pytest.FixtureRequest, t2i_settings: Settings)
             handle.fingerprint = loaded_fingerprint(handle.pipeline)
             return handle
     handle.fingerprint = _files_fingerprint(state, t2i_settings)
-    if handle.fingerprint is None:  # not on disk yet: loading downloads it, then its files are there
+    if handle.pipeline is None and (handle.fingerprint is None or state.runner.needs_generation(handle.fingerprint)):
+        # Not on disk yet (loading downloads it), or images to make: load, then key by the files now there.
         handle.get()
-        state.files_fingerprint.clear()
         handle.fingerprint = _files_fingerprint(state, t2i_settings) or loaded_fingerprint(handle.get())
-    elif handle.pipeline is None and state.runner.needs_generation(handle.fingerprint):
-        handle.get()
     if handle.pipeline is None:
         # Not loaded (every image is cached): the report still names the model that made them.
         _note(

@@ -87,6 +87,33 @@ def _text_config(tokenizer: CLIPTokenizer, num_layers: int) -> CLIPTextConfig:
     )
 
 
+def _scheduler() -> DDIMScheduler:
+    # DDIM with eta=0 injects no noise during sampling, so results depend only on the initial latents.
+    return DDIMScheduler(
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        clip_sample=False,
+        set_alpha_to_one=False,
+        # Real SD checkpoints use 1; 0 triggers a FutureWarning in the pipeline constructor.
+        steps_offset=1,
+    )
+
+
+def _vae() -> AutoencoderKL:
+    torch.manual_seed(0)
+    return AutoencoderKL(
+        block_out_channels=[32, 64],
+        in_channels=3,
+        out_channels=3,
+        down_block_types=["DownEncoderBlock2D", "DownEncoderBlock2D"],
+        up_block_types=["UpDecoderBlock2D", "UpDecoderBlock2D"],
+        latent_channels=4,
+        norm_num_groups=32,
+        sample_size=64,
+    )
+
+
 def _build_pipeline(tokenizer: CLIPTokenizer, out_dir: Path) -> None:
     # Mirrors diffusers' own get_dummy_components(); reseeding per component keeps each one
     # independent of the others' construction order.
@@ -103,27 +130,8 @@ def _build_pipeline(tokenizer: CLIPTokenizer, out_dir: Path) -> None:
         cross_attention_dim=HIDDEN,
         norm_num_groups=32,
     )
-    # DDIM with eta=0 injects no noise during sampling, so results depend only on the initial latents.
-    scheduler = DDIMScheduler(
-        beta_start=0.00085,
-        beta_end=0.012,
-        beta_schedule="scaled_linear",
-        clip_sample=False,
-        set_alpha_to_one=False,
-        # Real SD checkpoints use 1; 0 triggers a FutureWarning in the pipeline constructor.
-        steps_offset=1,
-    )
-    torch.manual_seed(0)
-    vae = AutoencoderKL(
-        block_out_channels=[32, 64],
-        in_channels=3,
-        out_channels=3,
-        down_block_types=["DownEncoderBlock2D", "DownEncoderBlock2D"],
-        up_block_types=["UpDecoderBlock2D", "UpDecoderBlock2D"],
-        latent_channels=4,
-        norm_num_groups=32,
-        sample_size=64,
-    )
+    scheduler = _scheduler()
+    vae = _vae()
     torch.manual_seed(0)
     text_encoder = CLIPTextModel(_text_config(tokenizer, num_layers=2))
     pipe = StableDiffusionPipeline(
@@ -197,25 +205,8 @@ def build_tiny_sdxl(root: Path) -> Path:
         norm_num_groups=32,
     )
     # DDIM rather than SDXL's usual Euler: Euler's set_timesteps trips a numpy DeprecationWarning.
-    scheduler = DDIMScheduler(
-        beta_start=0.00085,
-        beta_end=0.012,
-        beta_schedule="scaled_linear",
-        clip_sample=False,
-        set_alpha_to_one=False,
-        steps_offset=1,
-    )
-    torch.manual_seed(0)
-    vae = AutoencoderKL(
-        block_out_channels=[32, 64],
-        in_channels=3,
-        out_channels=3,
-        down_block_types=["DownEncoderBlock2D", "DownEncoderBlock2D"],
-        up_block_types=["UpDecoderBlock2D", "UpDecoderBlock2D"],
-        latent_channels=4,
-        norm_num_groups=32,
-        sample_size=64,
-    )
+    scheduler = _scheduler()
+    vae = _vae()
     torch.manual_seed(0)
     text_encoder = CLIPTextModel(_text_config(tokenizer, num_layers=2))
     torch.manual_seed(0)

@@ -84,11 +84,12 @@ def render_page(records: list[dict[str, Any]], environment: dict[str, str], repo
     from harness.summary import summary_html
 
     header = "".join(f"<th>{escape(name)}</th>" for name in ("Result", "Test", *COLUMNS))
+    grid_thumbnails: dict[str, str] = {}  # filled by row_cells, so each PNG is decoded once
     rows = "".join(
         "<tr>"
         + f'<td class="t2i-outcome-{escape(str(r.get("outcome")))}">{escape(str(r.get("outcome")))}</td>'
         + f"<td>{escape(str(r['id']))}</td>"
-        + "".join(f"<td>{cell}</td>" for cell in row_cells(r, report_dir, report_dir))
+        + "".join(f"<td>{cell}</td>" for cell in row_cells(r, report_dir, report_dir, grid_thumbnails))
         + "</tr>"
         for r in records
     )
@@ -98,7 +99,7 @@ def render_page(records: list[dict[str, Any]], environment: dict[str, str], repo
         "<style>body{font-family:sans-serif} table{border-collapse:collapse} td,th{border:1px solid #ccc;"
         "padding:4px;vertical-align:top} .t2i-outcome-passed{color:#2e7d32} .t2i-outcome-failed{color:#c62828}"
         "</style></head><body><h1>t2i-harness merged report</h1>"
-        + summary_html(records, report_dir, report_dir)
+        + summary_html(records, report_dir, report_dir, grid_thumbnails)
         + f'<h2>Environment</h2><table id="environment">{env_rows}</table>'
         + f'<h2>Results</h2><table id="results-table"><thead><tr>{header}</tr></thead><tbody>{rows}</tbody></table>'
         + "</body></html>\n"

@@ -139,8 +139,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
             record.outcome = outcome
             record.timings["total_s"] = report.duration
             report.user_properties.append((RECORD_PROPERTY, record.to_json()))
-            # Models load on xdist workers; the controller writes the environment section.
-            report.user_properties.append((ENVIRONMENT_PROPERTY, dict(state.environment)))
+            if hasattr(item.config, "workerinput"):
+                # Models load on xdist workers; the controller writes the environment section.
+                report.user_properties.append((ENVIRONMENT_PROPERTY, dict(state.environment)))
     return report
 
 

@@ -11,7 +11,8 @@ import pytest
 
 from harness.atomic import atomic_write_text
 from harness.state import get_state
-from harness.thumbnails import thumbnail_data_uri
+from harness.summary import GRID_QUALITY, GRID_THUMB_PX
+from harness.thumbnails import thumbnail_data_uris
 
 # Enough to review an image at a glance; the full-size PNG is a click away. 500 rows stay light.
 THUMBNAIL_PX = 160
@@ -55,14 +56,22 @@ def resnet_table(resnet: dict[str, Any] | None) -> str:
     return f'<table class="t2i-resnet">{rows}</table><div>expected (top {resnet["top_k"]}): {want}</div>'
 
 
-def row_cells(record: dict[str, Any], report_dir: Path, html_dir: Path) -> list[str]:
-    """The report's cells for one record (HTML, user strings escaped), in COLUMNS order."""
+def row_cells(
+    record: dict[str, Any], report_dir: Path, html_dir: Path, grid_thumbnails: dict[str, str] | None = None
+) -> list[str]:
+    """The report's cells for one record (HTML, user strings escaped), in COLUMNS order.
+
+    With ``grid_thumbnails``, the summary grid's thumbnail is made from the same decode of the PNG
+    and stored there under the record's ``image``.
+    """
     image = ""
     if record.get("image"):
         png = report_dir / record["image"]
         if png.is_file():
             href = Path(os.path.relpath(png, html_dir)).as_posix()
-            thumbnail = thumbnail_data_uri(png, THUMBNAIL_PX)
+            thumbnail, grid = thumbnail_data_uris(png, [(THUMBNAIL_PX, 80), (GRID_THUMB_PX, GRID_QUALITY)])
+            if grid_thumbnails is not None:
+                grid_thumbnails[record["image"]] = grid
             image = (
                 f'<a href="{escape(href)}" target="_blank">'
                 f'<img class="t2i-thumb" src="{thumbnail}" alt="{escape(record["case"])}"/></a>'
@@ -93,6 +102,7 @@ class HtmlReportHooks:
 
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
+        self._grid_thumbnails: dict[str, str] = {}  # made with the table's, used by the summary
 
     @pytest.hookimpl(trylast=True)
     def pytest_configure(self, config: pytest.Config) -> None:
@@ -119,7 +129,7 @@ class HtmlReportHooks:
         from harness.summary import summary_html
 
         state = get_state(self.config)
-        postfix.append(summary_html(state.finished, state.settings.report_dir, self._html_dir()))
+        postfix.append(summary_html(state.finished, state.settings.report_dir, self._html_dir(), self._grid_thumbnails))
 
     def pytest_html_results_table_header(self, cells: list[str]) -> None:
         # After "Result" and "Test".
@@ -128,7 +138,10 @@ class HtmlReportHooks:
     def pytest_html_results_table_row(self, report: Any, cells: list[str]) -> None:
         record = record_of(report)
         settings = get_state(self.config).settings
-        values = row_cells(record, settings.report_dir, self._html_dir()) if record else [""] * len(COLUMNS)
+        if record:
+            values = row_cells(record, settings.report_dir, self._html_dir(), self._grid_thumbnails)
+        else:
+            values = [""] * len(COLUMNS)
         cells[2:2] = [f'<td class="col-t2i">{value}</td>' for value in values]
 
     def _html_dir(self) -> Path:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from harness.atomic import atomic_write_bytes
 from harness.checks import CaseCheckFailed, ClipVerdict, ResnetVerdict, failure_message, judge_clip, judge_resnet
 from harness.generate import GeneratedImage, GenerationRequest, generate
 from harness.prompt_length import truncation_notes, warn_truncated
@@ -311,7 +312,12 @@ class CaseRunner:
         path = None
         if image is not None:
             path = image_path(self.report_dir, pending.item.key[0], pending.item.case.id, pending.item.seed)
-            _save_png(image, path)
+            entry = self.cache.path_for(pending.cache_key) if self.cache and pending.cache_key else None
+            if entry is not None and entry.is_file():
+                # The cache entry is already a PNG of these pixels: copy it rather than encode again.
+                atomic_write_bytes(path, entry.read_bytes())
+            else:
+                _save_png(image, path)
         return ScoredImage(
             image_path=path,
             fault=pending.generated.fault,
@@ -371,8 +377,6 @@ def _out_of_memory_message(request: GenerationRequest) -> str:
 
 def _save_png(image: Image.Image, path: Path) -> None:
     import io
-
-    from harness.atomic import atomic_write_bytes
 
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")

@@ -6,7 +6,7 @@ Built from the same records as results.json, so every number here can be recompu
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from html import escape
 from pathlib import Path
@@ -86,8 +86,17 @@ _STYLE = """
 """
 
 
-def summary_html(records: list[dict[str, Any]], report_dir: Path, html_dir: Path) -> str:
-    """The whole summary section; every user string is escaped."""
+def summary_html(
+    records: list[dict[str, Any]],
+    report_dir: Path,
+    html_dir: Path,
+    grid_thumbnails: Mapping[str, str] | None = None,
+) -> str:
+    """The whole summary section; every user string is escaped.
+
+    ``grid_thumbnails`` maps a record's ``image`` to its grid thumbnail when the caller already made
+    it (report.row_cells does, from the same decode as the table's); others are made here.
+    """
     if not records:
         return ""
     records = sorted(records, key=lambda r: (str(r["file"]), str(r["case"]), int(r["seed"])))
@@ -106,7 +115,7 @@ def summary_html(records: list[dict[str, Any]], report_dir: Path, html_dir: Path
         _tally_table("t2i-by-file", "File", tallies(records, lambda r: [r["file"]])),
         _tally_table("t2i-by-tag", "Tag", dict(sorted(tallies(records, lambda r: r.get("tags") or []).items()))),
         _case_table(records),
-        _grid(records, report_dir, html_dir),
+        _grid(records, report_dir, html_dir, grid_thumbnails or {}),
         "</section>",
     ]
     return "\n".join(part for part in parts if part)
@@ -163,7 +172,7 @@ def _case_table(records: list[dict[str, Any]]) -> str:
     )
 
 
-def _grid(records: list[dict[str, Any]], report_dir: Path, html_dir: Path) -> str:
+def _grid(records: list[dict[str, Any]], report_dir: Path, html_dir: Path, grid_thumbnails: Mapping[str, str]) -> str:
     legend = "".join(f'<span class="t2i-bg-{g}">{g}</span>' for g in ("passed", "failed", "xfailed", "skipped"))
     cells = []
     for record in records:
@@ -172,7 +181,8 @@ def _grid(records: list[dict[str, Any]], report_dir: Path, html_dir: Path) -> st
         png = report_dir / record["image"] if record.get("image") else None
         if png is not None and png.is_file():
             href = Path(os.path.relpath(png, html_dir)).as_posix()
-            inner = f'<img src="{thumbnail_data_uri(png, GRID_THUMB_PX, GRID_QUALITY)}" alt="{escape(label)}"/>'
+            uri = grid_thumbnails.get(record["image"]) or thumbnail_data_uri(png, GRID_THUMB_PX, GRID_QUALITY)
+            inner = f'<img src="{uri}" alt="{escape(label)}"/>'
             cells.append(
                 f'<a class="t2i-{group}" href="{escape(href)}" target="_blank" title="{escape(label)}">{inner}</a>'
             )

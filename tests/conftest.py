@@ -48,6 +48,16 @@ class Labels:
     loser: str
     prompt: str
 
+    @property
+    def passing(self) -> str:
+        """A `clip:` section (YAML flow mapping) that passes on the calibration prompt's images."""
+        return f'{{expect: "{self.winner}", distractors: ["{self.loser}"]}}'
+
+    @property
+    def failing(self) -> str:
+        """A `clip:` section that fails on them: the intended label is the one CLIP ranks lower."""
+        return f'{{expect: "{self.loser}", distractors: ["{self.winner}"]}}'
+
 
 CALIBRATION_PROMPT = "an owl on a branch"
 CANDIDATE_LABELS = ("an owl", "a red car", "a bowl of soup", "a lighthouse", "a violin", "zebra stripes")

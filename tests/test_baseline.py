@@ -17,14 +17,14 @@ def _suite(labels: Labels, extra: str = "") -> str:
         f"""
         - id: strict
           prompt: "{labels.prompt}"
-          clip: {{expect: "{labels.winner}", distractors: ["{labels.loser}"]}}
+          clip: {labels.passing}
         - id: lenient
           prompt: "{labels.prompt}"
           tolerance: 0.3
-          clip: {{expect: "{labels.winner}", distractors: ["{labels.loser}"]}}
+          clip: {labels.passing}
         - id: bad
           prompt: "{labels.prompt}"
-          clip: {{expect: "{labels.loser}", distractors: ["{labels.winner}"]}}
+          clip: {labels.failing}
         {extra}""",
         seeds="[0, 1]",
     )
@@ -45,7 +45,7 @@ def test_save_writes_one_sorted_json_file_per_case_file(
             f"""
             - id: other
               prompt: "{clip_labels.prompt}"
-              clip: {{expect: "{clip_labels.winner}", distractors: ["{clip_labels.loser}"]}}
+              clip: {clip_labels.passing}
             """
         )
     )
@@ -106,7 +106,7 @@ def test_compare_fails_drops_beyond_the_tolerance_and_flips_and_reports_new_item
             clip_labels,
             extra=f"""- id: added
           prompt: "{clip_labels.prompt}"
-          clip: {{expect: "{clip_labels.winner}", distractors: ["{clip_labels.loser}"]}}
+          clip: {clip_labels.passing}
         """,
         ),
     )
@@ -209,7 +209,7 @@ def test_bad_case_tolerance_is_a_collection_error(pytester: pytest.Pytester, cli
             - id: owl
               prompt: "{clip_labels.prompt}"
               tolerance: 2
-              clip: {{expect: "{clip_labels.winner}", distractors: ["{clip_labels.loser}"]}}
+              clip: {clip_labels.passing}
             """
         ),
     )

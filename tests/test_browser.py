@@ -93,7 +93,7 @@ def _expected(records: list[dict[str, Any]]) -> list[str]:
 def test_report_html_in_chromium(
     pytester: pytest.Pytester, model_args: list[str], clip_labels: Labels, chromium: Any, tmp_path: Path
 ) -> None:
-    good = f'clip: {{expect: "{clip_labels.winner}", distractors: ["{clip_labels.loser}"]}}'
+    good = f"clip: {clip_labels.passing}"
     pytester.makefile(
         ".yaml",
         suite=case_yaml(
@@ -104,7 +104,7 @@ def test_report_html_in_chromium(
               tags: [animals, birds]
             - id: bad
               prompt: "{clip_labels.prompt}"
-              clip: {{expect: "{clip_labels.loser}", distractors: ["{clip_labels.winner}"]}}
+              clip: {clip_labels.failing}
               tags: [animals]
             - id: markup
               prompt: "{XSS_PROMPT}"

@@ -75,7 +75,7 @@ def test_a_run_warns_and_marks_truncated_prompts(
             f"""
             - id: wordy
               prompt: "{LONG_PROMPT}"
-              clip: {{expect: "{clip_labels.winner}", distractors: ["{clip_labels.loser}"]}}
+              clip: {clip_labels.passing}
             """,
             seeds="[0, 1]",
         ),
@@ -108,13 +108,13 @@ def test_warnings_as_errors_make_a_clean_error_in_both_modes(
             f"""
             - id: fine
               prompt: "{clip_labels.prompt}"
-              clip: {{expect: "{clip_labels.winner}", distractors: ["{clip_labels.loser}"]}}
+              clip: {clip_labels.passing}
             - id: wordy
               prompt: "{LONG_PROMPT}"
-              clip: {{expect: "{clip_labels.winner}", distractors: ["{clip_labels.loser}"]}}
+              clip: {clip_labels.passing}
             - id: also-fine
               prompt: "{clip_labels.prompt}"
-              clip: {{expect: "{clip_labels.winner}", distractors: ["{clip_labels.loser}"]}}
+              clip: {clip_labels.passing}
             """
         ),
     )

@@ -30,10 +30,10 @@ def _two_runs(
         return f"""
             - id: good
               prompt: "{labels.prompt}"
-              clip: {{expect: "{labels.winner}", distractors: ["{labels.loser}"]}}
+              clip: {labels.passing}
             - id: bad
               prompt: "{labels.prompt}"
-              clip: {{expect: "{labels.loser}", distractors: ["{labels.winner}"]}}
+              clip: {labels.failing}
             - id: {only}
               prompt: "{prompt}"
               clip: {{expect: "{labels.winner}", distractors: ["{labels.loser}", "{label}"]}}

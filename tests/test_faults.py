@@ -89,7 +89,7 @@ def test_nan_image_fails_its_item_unscored(
             f"""
             - id: owl
               prompt: "{clip_labels.prompt}"
-              clip: {{expect: "{clip_labels.winner}", distractors: ["{clip_labels.loser}"]}}
+              clip: {clip_labels.passing}
             """
         ),
     )
@@ -144,10 +144,10 @@ def test_out_of_memory_fails_the_item_and_the_run_goes_on(
               prompt: "{clip_labels.prompt}"
               width: 128
               height: 64
-              clip: {{expect: "{clip_labels.winner}", distractors: ["{clip_labels.loser}"]}}
+              clip: {clip_labels.passing}
             - id: fits
               prompt: "{clip_labels.prompt}"
-              clip: {{expect: "{clip_labels.winner}", distractors: ["{clip_labels.loser}"]}}
+              clip: {clip_labels.passing}
             """,
             seeds="[0, 1]",
         ),

@@ -13,7 +13,7 @@ def _cases(labels: Labels, with_resnet: bool) -> str:
         f"""
 - id: case-{n}
   prompt: "{labels.prompt}"
-  clip: {{expect: "{labels.winner}", distractors: ["{labels.loser}"]}}{resnet}
+  clip: {labels.passing}{resnet}
 """
         for n in range(3)
     )

@@ -20,7 +20,7 @@ def test_ctrl_c_leaves_valid_report_and_results(
         f"""
         - id: case-{n}
           prompt: "{clip_labels.prompt}"
-          clip: {{expect: "{clip_labels.winner}", distractors: ["{clip_labels.loser}"]}}
+          clip: {clip_labels.passing}
         """
         for n in range(40)
     )

@@ -109,7 +109,7 @@ def test_report_dir_option_moves_results_and_images(
             f"""
             - id: owl
               prompt: "{clip_labels.prompt}"
-              clip: {{expect: "{clip_labels.winner}", distractors: ["{clip_labels.loser}"]}}
+              clip: {clip_labels.passing}
             """
         ),
     )

@@ -70,11 +70,11 @@ def test_resnet_check_passes_on_top_class_and_fails_with_top_five(
             f"""
             - id: sees-it
               prompt: "{clip_labels.prompt}"
-              clip: {{expect: "{clip_labels.winner}", distractors: ["{clip_labels.loser}"]}}
+              clip: {clip_labels.passing}
               resnet: {{expect: ["{resnet_top_class}"]}}
             - id: misses-it
               prompt: "{clip_labels.prompt}"
-              clip: {{expect: "{clip_labels.winner}", distractors: ["{clip_labels.loser}"]}}
+              clip: {clip_labels.passing}
               resnet: {{expect: ["great grey owl", "red fox"], top_k: 2}}
             """
         ),
@@ -99,11 +99,11 @@ def test_skip_and_xfail(pytester: pytest.Pytester, model_args: list[str], clip_l
             f"""
             - id: skipped
               prompt: "{clip_labels.prompt}"
-              clip: {{expect: "{clip_labels.winner}", distractors: ["{clip_labels.loser}"]}}
+              clip: {clip_labels.passing}
               skip: "model cannot draw this yet"
             - id: expected-failure
               prompt: "{clip_labels.prompt}"
-              clip: {{expect: "{clip_labels.loser}", distractors: ["{clip_labels.winner}"]}}
+              clip: {clip_labels.failing}
               xfail: "known confusion"
             """
         ),
@@ -125,10 +125,10 @@ def test_stop_at_first_failure_and_rerun_last_failed(
             f"""
             - id: bad
               prompt: "{clip_labels.prompt}"
-              clip: {{expect: "{clip_labels.loser}", distractors: ["{clip_labels.winner}"]}}
+              clip: {clip_labels.failing}
             - id: good
               prompt: "{clip_labels.prompt}"
-              clip: {{expect: "{clip_labels.winner}", distractors: ["{clip_labels.loser}"]}}
+              clip: {clip_labels.passing}
             """,
             seeds="[0, 1]",
         ),

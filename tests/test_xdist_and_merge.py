@@ -19,7 +19,7 @@ def two_files(pytester: pytest.Pytester, labels: Labels) -> None:
             f"""
             - id: {name}-{n}
               prompt: "{labels.prompt} {n}"
-              clip: {{expect: "{labels.winner}", distractors: ["{labels.loser}"]}}
+              clip: {labels.passing}
             """
             for n in range(2)
         )

@@ -9,6 +9,7 @@ import pytest
 
 from harness import baseline, check_mode
 from harness.collect import CaseFile, CaseItem, is_case_file
+from harness.fast_exit import freeze_heap_at_exit
 from harness.models import MissingModelError
 from harness.options import Settings, add_options, resolve_settings, run_environment
 from harness.report import ENVIRONMENT_PROPERTY, RECORD_PROPERTY, HtmlReportHooks, record_of
@@ -24,7 +25,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    settings = resolve_settings(config)
+    settings = resolve_settings(config)  # imports torch: from here on, exiting is slow unless frozen
+    freeze_heap_at_exit()
     config.stash[STATE_KEY] = HarnessState(
         settings=settings, runner=_runner(settings, config), environment=run_environment(settings)
     )

@@ -141,7 +141,7 @@ class CaseItem(pytest.Function):
         state = get_state(self.config)
         record = state.records.setdefault(self.nodeid, self.new_record())
         scored = state.runner.scored(self.case_key, self.case, self.seed, handle, clip_scorer, classifier)
-        apply_to_record(record, scored, state.settings.report_dir)
+        apply_to_record(record, scored, state.report_dir)
 
     def reportinfo(self) -> tuple[Path, int, str]:
         return self.path, self.case.line - 1, f"{self.case.id}[seed={self.seed}]"

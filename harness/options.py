@@ -173,33 +173,70 @@ def resolve_device(requested: str) -> str:
     return requested
 
 
-def resolve_settings(config: pytest.Config) -> Settings:
-    """Validate every option; a bad value is a UsageError naming the option."""
-    values = {spec.ini: _raw_value(config, spec) for spec in OPTIONS}
+@dataclass(frozen=True)
+class CheckedOptions:
+    """The option values after the checks that need neither torch nor torchvision."""
 
-    def where(ini: str) -> str:
-        flag = next(s.flag for s in OPTIONS if s.ini == ini)
-        return flag if config.getoption(ini) is not None else f"{flag} (ini option {ini})"
+    values: dict[str, tuple[str, Path]]  # ini name -> (value, directory a relative path is relative to)
+    where: dict[str, str]  # ini name -> how to name the option in a message
+    device: str  # as given: auto, cpu, cuda, cuda:N or mps
+    dtype_name: str  # as given: may be auto
+    report_dir: Path
+    batch_size: int | None  # None: auto
+
+
+def check_options(config: pytest.Config) -> CheckedOptions:
+    """Validate what can be checked without importing torch; a bad value is a UsageError naming the option.
+
+    Runs at pytest_configure, so a mistyped option stops any run at once, while a run that collects no
+    case (the project's other tests, with this plugin installed) never pays for importing torch.
+    resolve_settings does the rest once cases are collected.
+    """
+    values = {spec.ini: _raw_value(config, spec) for spec in OPTIONS}
+    where = {
+        spec.ini: spec.flag if config.getoption(spec.ini) is not None else f"{spec.flag} (ini option {spec.ini})"
+        for spec in OPTIONS
+    }
 
     for ini, (value, _) in values.items():
         if not value.strip() and ini != "t2i_cache_dir":
-            raise pytest.UsageError(f"{where(ini)} is empty; give a value or leave the option out.")
+            raise pytest.UsageError(f"{where[ini]} is empty; give a value or leave the option out.")
 
     device, _ = values["t2i_device"]
     if not _DEVICE_PATTERN.match(device):
         raise pytest.UsageError(
-            f"{where('t2i_device')}={device!r} is not a device; use auto, cpu, cuda, cuda:N or mps."
+            f"{where['t2i_device']}={device!r} is not a device; use auto, cpu, cuda, cuda:N or mps."
         )
     dtype_name, _ = values["t2i_dtype"]
     if dtype_name not in DTYPES:
-        raise pytest.UsageError(f"{where('t2i_dtype')}={dtype_name!r} is not a dtype; use one of {', '.join(DTYPES)}.")
+        raise pytest.UsageError(f"{where['t2i_dtype']}={dtype_name!r} is not a dtype; use one of {', '.join(DTYPES)}.")
 
-    resnet_weights = _resnet_weights(*values["t2i_resnet_weights"], where("t2i_resnet_weights"))
+    _resnet_weights_file(*values["t2i_resnet_weights"], where["t2i_resnet_weights"])
     report_value, report_base = values["t2i_report_dir"]
     report_dir = (report_base / Path(report_value).expanduser()).resolve()
     if report_dir.exists() and not report_dir.is_dir():
-        raise pytest.UsageError(f"{where('t2i_report_dir')}={report_value!r} exists and is not a directory.")
+        raise pytest.UsageError(f"{where['t2i_report_dir']}={report_value!r} exists and is not a directory.")
+    _given_cache_dir(*values["t2i_cache_dir"], where["t2i_cache_dir"])
 
+    batch_value, _ = values["t2i_batch_size"]
+    batch_size = None
+    if batch_value != "auto":
+        if not batch_value.isdigit() or not 1 <= int(batch_value) <= 256:
+            raise pytest.UsageError(
+                f"{where['t2i_batch_size']}={batch_value!r} is not a batch size; "
+                "use auto or a whole number from 1 to 256."
+            )
+        batch_size = int(batch_value)
+    return CheckedOptions(values, where, device, dtype_name, report_dir, batch_size)
+
+
+def resolve_settings(config: pytest.Config, checked: CheckedOptions | None = None) -> Settings:
+    """Every option validated and resolved (auto device and dtype, ResNet weights names): imports torch."""
+    checked = checked or check_options(config)
+    values, where = checked.values, checked.where
+    resnet_weights = _resnet_weights(*values["t2i_resnet_weights"], where["t2i_resnet_weights"])
+
+    device = checked.device
     resolved_device = resolve_device(device)
     resolved_device = _worker_device(config, resolved_device)
     import torch
@@ -207,29 +244,20 @@ def resolve_settings(config: pytest.Config) -> Settings:
     if resolved_device.startswith("cuda"):
         if not torch.cuda.is_available():
             raise pytest.UsageError(
-                f"{where('t2i_device')}={device!r}, but CUDA is not available on this machine; use --t2i-device=cpu."
+                f"{where['t2i_device']}={device!r}, but CUDA is not available on this machine; use --t2i-device=cpu."
             )
         index = int(resolved_device.partition(":")[2] or 0)
         if index >= torch.cuda.device_count():
             raise pytest.UsageError(
-                f"{where('t2i_device')}={device!r}, but this machine has {torch.cuda.device_count()} CUDA device(s)."
+                f"{where['t2i_device']}={device!r}, but this machine has {torch.cuda.device_count()} CUDA device(s)."
             )
     if resolved_device == "mps" and not torch.backends.mps.is_available():
         raise pytest.UsageError(
-            f"{where('t2i_device')}='mps', but MPS is not available on this machine; use --t2i-device=cpu."
+            f"{where['t2i_device']}='mps', but MPS is not available on this machine; use --t2i-device=cpu."
         )
+    dtype_name = checked.dtype_name
     if dtype_name == "auto":
         dtype_name = "float16" if resolved_device.startswith("cuda") else "float32"
-
-    batch_value, _ = values["t2i_batch_size"]
-    batch_size = None
-    if batch_value != "auto":
-        if not batch_value.isdigit() or not 1 <= int(batch_value) <= 256:
-            raise pytest.UsageError(
-                f"{where('t2i_batch_size')}={batch_value!r} is not a batch size; "
-                "use auto or a whole number from 1 to 256."
-            )
-        batch_size = int(batch_value)
 
     return Settings(
         model=_model_ref(*values["t2i_model"]),
@@ -237,11 +265,17 @@ def resolve_settings(config: pytest.Config) -> Settings:
         resnet_weights=resnet_weights,
         device=resolved_device,
         dtype_name=dtype_name,
-        report_dir=report_dir,
-        cache_dir=_cache_dir(config, *values["t2i_cache_dir"], where("t2i_cache_dir")),
+        report_dir=checked.report_dir,
+        cache_dir=_cache_dir(config, *values["t2i_cache_dir"]),
         refresh=_flag(config, "t2i_refresh"),
-        batch_size=batch_size,
+        batch_size=checked.batch_size,
     )
+
+
+def model_ref(config: pytest.Config) -> str:
+    """--t2i-model as resolve_settings resolves it, without importing torch."""
+    spec = next(spec for spec in OPTIONS if spec.ini == "t2i_model")
+    return _model_ref(*_raw_value(config, spec))
 
 
 def _flag(config: pytest.Config, ini: str) -> bool:
@@ -249,32 +283,50 @@ def _flag(config: pytest.Config, ini: str) -> bool:
     return bool(cli) if cli is not None else bool(config.getini(ini))
 
 
-def _cache_dir(config: pytest.Config, value: str, base: Path, where: str) -> Path | None:
+def _given_cache_dir(value: str, base: Path, where: str) -> Path | None:
+    if not value.strip():
+        return None
+    path = (base / Path(value).expanduser()).resolve()
+    if path.exists() and not path.is_dir():
+        raise pytest.UsageError(f"{where}={value!r} exists and is not a directory.")
+    return path
+
+
+def _cache_dir(config: pytest.Config, value: str, base: Path) -> Path | None:
     if _flag(config, "t2i_no_cache"):
         return None
-    if value.strip():
-        path = (base / Path(value).expanduser()).resolve()
-        if path.exists() and not path.is_dir():
-            raise pytest.UsageError(f"{where}={value!r} exists and is not a directory.")
-        return path
+    given = _given_cache_dir(value, base, "--t2i-cache-dir")  # checked already by check_options
+    if given is not None:
+        return given
     # Default: inside pytest's cache dir, so `pytest --cache-clear` clears it too. With
     # `-p no:cacheprovider` there is no such dir and, unless --t2i-cache-dir is given, no cache.
     cache = getattr(config, "cache", None)
     return cache.mkdir("t2i-images") if cache is not None else None
 
 
+_STATE_DICT_SUFFIXES = (".safetensors", ".pt", ".pth")
+
+
+def _resnet_weights_file(value: str, base: Path, where: str) -> Path | None:
+    """A state-dict file named by --t2i-resnet-weights (which must exist), or None for a weights name."""
+    path = Path(value).expanduser()
+    if not path.is_absolute():
+        path = base / path
+    if path.suffix not in _STATE_DICT_SUFFIXES:
+        return None
+    if not path.is_file():
+        raise pytest.UsageError(f"{where}={value!r}: no such file ({path}).")
+    return path.resolve()
+
+
 def _resnet_weights(value: str, base: Path, where: str) -> str:
+    path = _resnet_weights_file(value, base, where)
+    if path is not None:
+        return str(path)
     from torchvision.models import ResNet50_Weights
 
     if value in ResNet50_Weights.__members__ or value == "DEFAULT":
         return value
-    path = Path(value).expanduser()
-    if not path.is_absolute():
-        path = base / path
-    if path.suffix in (".safetensors", ".pt", ".pth"):
-        if not path.is_file():
-            raise pytest.UsageError(f"{where}={value!r}: no such file ({path}).")
-        return str(path.resolve())
     names = ", ".join([*ResNet50_Weights.__members__, "DEFAULT"])
     raise pytest.UsageError(
         f"{where}={value!r} is neither a torchvision ResNet50_Weights name ({names}) "

@@ -9,12 +9,10 @@ import pytest
 
 from harness import baseline, check_mode
 from harness.collect import CaseFile, CaseItem, is_case_file
-from harness.fast_exit import freeze_heap_at_exit
 from harness.models import MissingModelError
-from harness.options import Settings, add_options, resolve_settings, run_environment
+from harness.options import add_options, check_options, model_ref
 from harness.report import ENVIRONMENT_PROPERTY, RECORD_PROPERTY, HtmlReportHooks, record_of
 from harness.results import write_results
-from harness.runner import CaseRunner
 from harness.state import STATE_KEY, HarnessState, get_state
 
 
@@ -25,14 +23,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    settings = resolve_settings(config)  # imports torch: from here on, exiting is slow unless frozen
-    freeze_heap_at_exit()
-    config.stash[STATE_KEY] = HarnessState(
-        settings=settings, runner=_runner(settings, config), environment=run_environment(settings)
-    )
+    state = HarnessState(config=config, checked=check_options(config))
+    config.stash[STATE_KEY] = state
     if config.getoption("t2i_check"):
-        config.pluginmanager.register(check_mode.CheckMode(config, settings.model), check_mode.PLUGIN_NAME)
+        config.pluginmanager.register(check_mode.CheckMode(config, model_ref(config)), check_mode.PLUGIN_NAME)
         return
+    if _is_xdist_controller(config):
+        # Workers collect, the controller does not: resolve here, where a bad option still stops the run
+        # with one line (raised on a worker, it would crash xdist instead).
+        state.settings  # noqa: B018
     if not hasattr(config, "workerinput"):
         # Under xdist only the controller, which receives every item's report, writes results.json.
         config.pluginmanager.register(ResultsRecorder(config), "t2i-results")
@@ -43,19 +42,8 @@ def pytest_configure(config: pytest.Config) -> None:
         config.pluginmanager.register(HtmlReportHooks(config), "t2i-html")
 
 
-def _runner(settings: Settings, config: pytest.Config) -> CaseRunner:
-    from harness.image_cache import ImageCache
-
-    cache = ImageCache(settings.cache_dir) if settings.cache_dir is not None else None
-    return CaseRunner(
-        settings.report_dir,
-        cache=cache,
-        refresh=settings.refresh,
-        batch_size=settings.batch_size,
-        # An xdist worker learns which items it runs one at a time; only a case's own seeds
-        # (kept on one worker by harness.xdist_scheduling) are sure to run here.
-        same_case_only=hasattr(config, "workerinput"),
-    )
+def _is_xdist_controller(config: pytest.Config) -> bool:
+    return bool(getattr(config.option, "numprocesses", None)) and not hasattr(config, "workerinput")
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -91,7 +79,35 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
-    settings = get_state(config).settings
+    # Resolved already only on an xdist controller; elsewhere the lines follow collection.
+    state = get_state(config)
+    return _settings_lines(state) if state.resolved else []
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # The first point where it is known that this run needs the models: resolve the rest of the
+    # options (imports torch) before any item runs, so a bad value is still one usage error.
+    if any(_uses_harness(item) for item in items):
+        get_state(config).settings  # noqa: B018
+
+
+def pytest_report_collectionfinish(config: pytest.Config, items: list[pytest.Item]) -> list[str]:
+    state = get_state(config)
+    if not state.resolved or _is_xdist_controller(config) or config.get_verbosity() < 0:
+        return []
+    return _settings_lines(state)
+
+
+HARNESS_FIXTURES = frozenset({"t2i_settings", "t2i_pipeline", "clip_scorer", "imagenet_classifier"})
+
+
+def _uses_harness(item: pytest.Item) -> bool:
+    return isinstance(item, CaseItem) or not HARNESS_FIXTURES.isdisjoint(getattr(item, "fixturenames", ()))
+
+
+def _settings_lines(state: HarnessState) -> list[str]:
+    settings = state.settings
     cache = str(settings.cache_dir) if settings.cache_dir is not None else "off"
     batch = settings.batch_size or "auto"
     return [
@@ -109,9 +125,10 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> CaseFile |
 
 def pytest_collection_finish(session: pytest.Session) -> None:
     # Only selected seeds are generated (-k, -m, --lf), each case's in one pipeline call.
-    runner = get_state(session.config).runner
-    for item in session.items:
-        if isinstance(item, CaseItem):
+    cases = [item for item in session.items if isinstance(item, CaseItem)]
+    if cases:
+        runner = get_state(session.config).runner
+        for item in cases:
             runner.plan(item.case_key, item.case, item.seed)
 
 
@@ -172,9 +189,9 @@ class ResultsRecorder:
                 state.environment.update(value)
         state.finished.append(record)
         # Rewritten after every item (atomically), so an interrupted run leaves a valid file.
-        write_results(state.settings.report_dir, state.finished, state.environment)
+        write_results(state.report_dir, state.finished, state.environment)
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         state = get_state(self.config)
         if state.finished:
-            write_results(state.settings.report_dir, state.finished, state.environment)
+            write_results(state.report_dir, state.finished, state.environment)

@@ -129,7 +129,7 @@ class HtmlReportHooks:
         from harness.summary import summary_html
 
         state = get_state(self.config)
-        postfix.append(summary_html(state.finished, state.settings.report_dir, self._html_dir(), self._grid_thumbnails))
+        postfix.append(summary_html(state.finished, state.report_dir, self._html_dir(), self._grid_thumbnails))
 
     def pytest_html_results_table_header(self, cells: list[str]) -> None:
         # After "Result" and "Test".
@@ -137,9 +137,8 @@ class HtmlReportHooks:
 
     def pytest_html_results_table_row(self, report: Any, cells: list[str]) -> None:
         record = record_of(report)
-        settings = get_state(self.config).settings
         if record:
-            values = row_cells(record, settings.report_dir, self._html_dir(), self._grid_thumbnails)
+            values = row_cells(record, get_state(self.config).report_dir, self._html_dir(), self._grid_thumbnails)
         else:
             values = [""] * len(COLUMNS)
         cells[2:2] = [f'<td class="col-t2i">{value}</td>' for value in values]

@@ -44,8 +44,11 @@ def test_cuda_requested_without_cuda(pytester: pytest.Pytester) -> None:
 
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
+    pytester.makefile(".yaml", suite=CASES)
     result = pytester.runpytest("--t2i-device=cuda")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["ERROR: --t2i-device='cuda', but CUDA is not available on this machine*"])
+    assert "Traceback" not in result.stderr.str()
 
 
 def test_command_line_wins_over_ini_and_auto_resolves(pytester: pytest.Pytester) -> None:
@@ -88,12 +91,29 @@ def test_help_lists_every_option_with_ini_and_default(pytester: pytest.Pytester)
         assert f"Ini: {ini}. Default: '{default}'" in section[:400], flag
 
 
-def test_report_header_shows_the_resolved_settings(pytester: pytest.Pytester) -> None:
+def test_resolved_settings_are_shown_after_collection(pytester: pytest.Pytester) -> None:
+    pytester.makefile(".yaml", suite=CASES)
     result = pytester.runpytest("--collect-only", "--t2i-device=cpu", "--t2i-batch-size=3", "--t2i-no-cache")
     result.stdout.fnmatch_lines(
         [
+            "collected 1 item",
             "t2i: model stable-diffusion-v1-5/stable-diffusion-v1-5, clip openai/clip-vit-base-patch32, "
             "resnet IMAGENET1K_V2",
             f"t2i: device cpu, dtype float32, batch size 3, report dir {pytester.path / 'reports'}, image cache off",
         ]
     )
+
+
+def test_options_needing_torch_are_checked_when_python_tests_use_the_fixtures(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_mine="def test_settings(t2i_settings): pass")
+    result = pytester.runpytest("--t2i-resnet-weights=IMAGENET1K_V9")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: --t2i-resnet-weights='IMAGENET1K_V9' is neither a torchvision*"])
+
+
+def test_bad_option_under_xdist_is_one_usage_error(pytester: pytest.Pytester) -> None:
+    pytester.makefile(".yaml", suite=CASES)
+    result = pytester.runpytest_subprocess("-n", "2", "--t2i-resnet-weights=IMAGENET1K_V9")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: --t2i-resnet-weights='IMAGENET1K_V9' is neither a torchvision*"])
+    assert "INTERNALERROR" not in result.stdout.str() + result.stderr.str()

@@ -88,7 +88,7 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     # The first point where it is known that this run needs the models: resolve the rest of the
     # options (imports torch) before any item runs, so a bad value is still one usage error.
-    if any(_uses_harness(item) for item in items):
+    if not config.getoption("t2i_check") and any(_uses_harness(item) for item in items):
         get_state(config).settings  # noqa: B018
 
 
@@ -126,7 +126,7 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> CaseFile |
 def pytest_collection_finish(session: pytest.Session) -> None:
     # Only selected seeds are generated (-k, -m, --lf), each case's in one pipeline call.
     cases = [item for item in session.items if isinstance(item, CaseItem)]
-    if cases:
+    if cases and not session.config.getoption("t2i_check"):  # a check runs nothing
         runner = get_state(session.config).runner
         for item in cases:
             runner.plan(item.case_key, item.case, item.seed)

@@ -133,3 +133,14 @@ def test_warnings_as_errors_make_a_clean_error_in_both_modes(
     assert "Traceback" not in ran.stdout.str()
     records = {r["case"]: r for r in json.loads((pytester.path / "reports/results.json").read_text())["results"]}
     assert records["fine"]["clip"]["passed"] and records["also-fine"]["clip"]["passed"]
+
+
+def test_check_mode_ignores_the_device_it_will_not_use(pytester: pytest.Pytester, model_args: list[str]) -> None:
+    # e.g. `t2i_device = cuda` in pytest.ini for the GPU runs, and the case files checked on a CPU-only CI runner.
+    pytester.makeini("[pytest]\nt2i_device = cuda:7\n")
+    pytester.makefile(
+        ".yaml", good=case_yaml('- id: owl\n  prompt: "an owl"\n  clip: {expect: "an owl", distractors: ["a hawk"]}\n')
+    )
+    result = pytester.runpytest("--t2i-check", *[arg for arg in model_args if not arg.startswith("--t2i-device")])
+    assert result.ret == pytest.ExitCode.OK
+    result.stdout.fnmatch_lines(["*t2i-check: 1 cases validated*"])

@@ -12,7 +12,7 @@ from harness.collect import CaseFile, CaseItem, is_case_file
 from harness.models import MissingModelError
 from harness.options import add_options, check_options, model_ref
 from harness.report import ENVIRONMENT_PROPERTY, RECORD_PROPERTY, HtmlReportHooks, record_of
-from harness.results import write_results
+from harness.results import ResultsWriter
 from harness.state import STATE_KEY, HarnessState, get_state
 
 
@@ -178,6 +178,7 @@ class ResultsRecorder:
 
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
+        self.writer = ResultsWriter(get_state(config).report_dir)
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         record = record_of(report)
@@ -188,10 +189,11 @@ class ResultsRecorder:
             if name == ENVIRONMENT_PROPERTY and isinstance(value, dict):
                 state.environment.update(value)
         state.finished.append(record)
+        self.writer.add(record)
         # Rewritten after every item (atomically), so an interrupted run leaves a valid file.
-        write_results(state.report_dir, state.finished, state.environment)
+        self.writer.write(state.environment)
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         state = get_state(self.config)
         if state.finished:
-            write_results(state.report_dir, state.finished, state.environment)
+            self.writer.write(state.environment)

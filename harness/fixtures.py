@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from typing import Any
 
 import pytest
@@ -55,7 +56,7 @@ def _t2i_pipeline_handle(request: pytest.FixtureRequest, t2i_settings: Settings)
         return request.getfixturevalue("t2i_pipeline")
 
     handle = PipelineHandle(fingerprint=None, model_ref=t2i_settings.model, _load=load)
-    if state.runner.cache is None or not _own_pipeline_fixture(request):
+    if state.runner.cache is None or not is_own_fixture(request, "t2i_pipeline"):
         # No cache to spare a load, or a pipeline from the user's conftest.py: key it by what it is.
         handle.fingerprint = loaded_fingerprint(handle.get()) if state.runner.cache is not None else None
         return handle
@@ -85,12 +86,32 @@ def _files_fingerprint(state: Any, settings: Settings) -> dict[str, str] | None:
     return state.files_fingerprint[0]
 
 
-def _own_pipeline_fixture(request: pytest.FixtureRequest) -> bool:
-    """Whether `t2i_pipeline`, as this item sees it, is the plugin's own fixture (not a conftest override)."""
+# What decides an item's images and scores, beyond the case: the definitions of these fixtures.
+CONTEXT_FIXTURES = ("t2i_settings", "t2i_pipeline", "_t2i_pipeline_handle", "clip_scorer", "imagenet_classifier")
+
+
+def fixture_context(item: pytest.Item, fallback: Hashable) -> Hashable:
+    """The fixture definitions ``item`` sees, comparable between items of one session.
+
+    conftest.py files apply per directory, so cases in two folders may see different pipelines or
+    judges (or autouse fixtures that change them); only items with equal contexts share a pipeline
+    call or a judge's forward. ``fallback`` (the item's case) is returned where pytest's private
+    fixture lookup is unavailable: batching then stays within a case, which is always safe.
+    """
+    try:
+        manager = item.session._fixturemanager
+        names = sorted(set(getattr(item, "fixturenames", ())) | set(CONTEXT_FIXTURES))
+        return tuple((name, tuple(map(id, manager.getfixturedefs(name, item) or ()))) for name in names)
+    except Exception:
+        return fallback
+
+
+def is_own_fixture(request: pytest.FixtureRequest, name: str) -> bool:
+    """Whether fixture ``name``, as this item sees it, is the plugin's own (not a conftest override)."""
     try:
         # pytest has no public API for "which fixture would this name resolve to"; when this private
-        # one is missing, answer as for an override, which is always safe (the pipeline loads).
-        definitions = request._fixturemanager.getfixturedefs("t2i_pipeline", request.node)
+        # one is missing, answer as for an override, which is always safe (nothing cached is reused).
+        definitions = request._fixturemanager.getfixturedefs(name, request.node)
     except Exception:
         return False
     if not definitions:
@@ -112,5 +133,9 @@ def imagenet_classifier(pytestconfig: pytest.Config, t2i_settings: Settings) -> 
     model, transforms, categories, info = load_resnet(t2i_settings)
     _note(pytestconfig, info)
     return ImagenetClassifier(
-        model=model, transforms=transforms, categories=categories, device=t2i_settings.device, info=info
+        model=model,
+        transforms=transforms,
+        categories=categories,
+        device=t2i_settings.device,
+        info=info,
     )

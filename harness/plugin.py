@@ -9,6 +9,7 @@ import pytest
 
 from harness import baseline, check_mode
 from harness.collect import CaseFile, CaseItem, is_case_file
+from harness.fixtures import fixture_context
 from harness.models import MissingModelError
 from harness.options import add_options, check_options, model_ref
 from harness.report import ENVIRONMENT_PROPERTY, RECORD_PROPERTY, HtmlReportHooks, record_of
@@ -129,7 +130,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     if cases and not session.config.getoption("t2i_check"):  # a check runs nothing
         runner = get_state(session.config).runner
         for item in cases:
-            runner.plan(item.case_key, item.case, item.seed)
+            runner.plan(item.case_key, item.case, item.seed, fixture_context(item, fallback=item.case_key))
 
 
 def _outcome(report: pytest.TestReport) -> str | None:

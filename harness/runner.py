@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Hashable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -44,6 +45,9 @@ class PlannedItem:
     key: CaseKey
     case: Case
     seed: int
+    # Which fixture definitions the item sees (harness.fixtures.fixture_context): only items that
+    # see the same pipeline and judges may share a pipeline call or a judge's forward.
+    context: Hashable = None
 
     @property
     def request(self) -> GenerationRequest:
@@ -130,10 +134,10 @@ class CaseRunner:
     _warned_cases: set[CaseKey] = field(default_factory=set)
     _all_cached: bool = False
 
-    def plan(self, key: CaseKey, case: Case, seed: int) -> None:
+    def plan(self, key: CaseKey, case: Case, seed: int, context: Hashable = None) -> None:
         """Register a selected item, in pytest's run order."""
         self._position[(key, seed)] = len(self._plan)
-        self._plan.append(PlannedItem(key, case, seed))
+        self._plan.append(PlannedItem(key, case, seed, context))
 
     def scored(
         self,
@@ -145,10 +149,12 @@ class CaseRunner:
         classifier: ImagenetClassifier | None,
     ) -> ScoredImage:
         item_key = (key, seed)
+        position = self._position.get(item_key)
+        planned = self._plan[position] if position is not None else PlannedItem(key, case, seed)
         if item_key not in self._pending:
-            self._make_batch(PlannedItem(key, case, seed), handle, clip_scorer)
+            self._make_batch(planned, handle, clip_scorer)
         if case.resnet is not None and classifier is not None:
-            self._score_resnet(classifier)
+            self._score_resnet(classifier, planned.context)
         pending = self._pending.pop(item_key)
         self._done.add(item_key)
         if pending.notes and key not in self._warned_cases:
@@ -218,6 +224,8 @@ class CaseRunner:
                 break
             item_key = (item.key, item.seed)
             if item_key in self._done or item_key in self._pending or item.request.batch_key != batch_key:
+                continue
+            if item.context != first.context:
                 continue
             if self.same_case_only and item.key != first.key:
                 continue
@@ -290,12 +298,15 @@ class CaseRunner:
         for pending in scorable:
             pending.timings["clip_s"] = per_image
 
-    def _score_resnet(self, classifier: ImagenetClassifier) -> None:
-        """One ResNet forward for every ready image that still needs ResNet."""
+    def _score_resnet(self, classifier: ImagenetClassifier, context: Hashable) -> None:
+        """One ResNet forward for every ready image that still needs ResNet and sees this classifier."""
         waiting = [
             p
             for p in self._pending.values()
-            if p.item.case.resnet is not None and p.resnet is None and p.generated.image is not None
+            if p.item.case.resnet is not None
+            and p.resnet is None
+            and p.generated.image is not None
+            and p.item.context == context
         ]
         if not waiting:
             return

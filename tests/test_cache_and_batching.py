@@ -331,3 +331,36 @@ def test_a_pipeline_changed_in_conftest_never_reuses_images_of_the_plain_one(
     assert cached_ids(pytester) == set()  # another scheduler: other images
     run(pytester, model_args)
     assert cached_ids(pytester) == set(records(pytester))  # ... which are cached under their own keys
+
+
+OWN_PIPELINE_IN_THIS_DIR = """
+import pytest
+from diffusers import AutoPipelineForText2Image, DDIMScheduler
+
+@pytest.fixture(scope="session")
+def t2i_pipeline(t2i_settings):
+    pipeline = AutoPipelineForText2Image.from_pretrained(t2i_settings.model, use_safetensors=True)
+    pipeline.scheduler = DDIMScheduler.from_config(pipeline.scheduler.config, timestep_spacing="trailing")
+    pipeline.set_progress_bar_config(disable=True)
+    return pipeline
+"""
+
+
+def test_cases_under_another_conftest_are_never_batched_with_these(
+    pytester: pytest.Pytester, model_args: list[str], clip_labels: Labels
+) -> None:
+    # The same case in two folders; b/ brings its own pipeline. Batching across cases must not make b's
+    # images with a's pipeline, nor score them with a's judges.
+    one_case = case_yaml(
+        f'- id: owl\n  prompt: "{clip_labels.prompt}"\n  clip: {clip_labels.passing}\n', seeds="[0, 1]"
+    )
+    for folder in ("a", "b"):
+        pytester.mkdir(folder)
+        (pytester.path / folder / "suite.yaml").write_text(one_case)
+    (pytester.path / "b" / "conftest.py").write_text(OWN_PIPELINE_IN_THIS_DIR)
+    result = pytester.runpytest("a", "b", "--t2i-no-cache", "--t2i-batch-size=4", *model_args)
+    result.assert_outcomes(passed=4)
+    images = pytester.path / "reports/images"
+    for seed in (0, 1):
+        a, b = pixels(images / f"a/suite.yaml/owl-seed{seed}.png"), pixels(images / f"b/suite.yaml/owl-seed{seed}.png")
+        assert not np.array_equal(a, b), f"seed {seed}: b/ was generated with a/'s pipeline"

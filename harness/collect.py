@@ -12,9 +12,10 @@ import pytest
 from harness import check_mode
 from harness.cases import Case, CaseFileError, load_case_file
 from harness.checks import CaseCheckFailed
+from harness.fixtures import is_own_fixture
 from harness.prompt_length import PromptTruncatedWarning
 from harness.results import ItemRecord
-from harness.runner import apply_to_record
+from harness.runner import Judges, apply_to_record
 from harness.state import get_state
 
 if TYPE_CHECKING:
@@ -84,7 +85,7 @@ class CaseFile(pytest.File):
 def _run_clip_only(
     _t2i_pipeline_handle: PipelineHandle, clip_scorer: ClipScorer, request: pytest.FixtureRequest
 ) -> None:
-    request.node.run_case(_t2i_pipeline_handle, clip_scorer, None)
+    request.node.run_case(_t2i_pipeline_handle, clip_scorer, None, _judges(request, clip_scorer, None))
 
 
 def _run_with_resnet(
@@ -93,7 +94,19 @@ def _run_with_resnet(
     imagenet_classifier: ImagenetClassifier,
     request: pytest.FixtureRequest,
 ) -> None:
-    request.node.run_case(_t2i_pipeline_handle, clip_scorer, imagenet_classifier)
+    judges = _judges(request, clip_scorer, imagenet_classifier)
+    request.node.run_case(_t2i_pipeline_handle, clip_scorer, imagenet_classifier, judges)
+
+
+def _judges(request: pytest.FixtureRequest, clip_scorer: ClipScorer, classifier: ImagenetClassifier | None) -> Judges:
+    # Scores are reused only from the plugin's own fixtures: an override in conftest.py may wrap
+    # them around another model while the object still carries the original's name.
+    return Judges(
+        clip=clip_scorer.cache_judge if is_own_fixture(request, "clip_scorer") else None,
+        resnet=classifier.cache_judge
+        if classifier is not None and is_own_fixture(request, "imagenet_classifier")
+        else None,
+    )
 
 
 def _test_function(case: Case) -> Any:
@@ -136,11 +149,17 @@ class CaseItem(pytest.Function):
         file = self.parent.nodeid if self.parent is not None else str(self.path)
         return ItemRecord.for_case(self.nodeid, self.case, self.seed, file)
 
-    def run_case(self, handle: PipelineHandle, clip_scorer: ClipScorer, classifier: ImagenetClassifier | None) -> None:
+    def run_case(
+        self,
+        handle: PipelineHandle,
+        clip_scorer: ClipScorer,
+        classifier: ImagenetClassifier | None,
+        judges: Judges | None = None,
+    ) -> None:
         __tracebackhide__ = True
         state = get_state(self.config)
         record = state.records.setdefault(self.nodeid, self.new_record())
-        scored = state.runner.scored(self.case_key, self.case, self.seed, handle, clip_scorer, classifier)
+        scored = state.runner.scored(self.case_key, self.case, self.seed, handle, clip_scorer, classifier, judges)
         apply_to_record(record, scored, state.report_dir)
 
     def reportinfo(self) -> tuple[Path, int, str]:

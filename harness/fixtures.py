@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from harness.fingerprint import files_fingerprint
+from harness.judges import clip_judge, resnet_judge
 from harness.models import ModelInfo, hub_revision, load_clip, load_pipeline, load_resnet
 from harness.options import Settings
 from harness.pipeline_handle import PipelineHandle, is_pristine, loaded_fingerprint
@@ -124,7 +125,8 @@ def clip_scorer(pytestconfig: pytest.Config, t2i_settings: Settings) -> ClipScor
     """CLIP (--t2i-clip-model): ``clip_scorer.probabilities(images, labels)`` -> [images, labels]."""
     model, processor, info = load_clip(t2i_settings)
     _note(pytestconfig, info)
-    return ClipScorer(model=model, processor=processor, device=t2i_settings.device, info=info)
+    judge = clip_judge(t2i_settings, model, info)
+    return ClipScorer(model=model, processor=processor, device=t2i_settings.device, info=info, cache_judge=judge)
 
 
 @pytest.fixture(scope="session")
@@ -138,4 +140,5 @@ def imagenet_classifier(pytestconfig: pytest.Config, t2i_settings: Settings) -> 
         categories=categories,
         device=t2i_settings.device,
         info=info,
+        cache_judge=resnet_judge(t2i_settings, model, transforms, info),
     )

@@ -107,7 +107,7 @@ class ImageCache:
         info = PngInfo()
         info.add_text(CHUNK_FORMAT, ENTRY_FORMAT)
         info.add_text(CHUNK_KEY, key)
-        info.add_text(CHUNK_PIXELS, _pixel_digest(image.size, raw))
+        info.add_text(CHUNK_PIXELS, pixel_digest(image.size, raw))
         # ASCII JSON keeps the chunk a plain tEXt whatever the prompt's script.
         info.add_text(CHUNK_META, json.dumps(meta, sort_keys=True, ensure_ascii=True))
         buffer = io.BytesIO()
@@ -118,7 +118,7 @@ class ImageCache:
         return path
 
 
-def _pixel_digest(size: tuple[int, int], raw: bytes) -> str:
+def pixel_digest(size: tuple[int, int], raw: bytes) -> str:
     # The size is hashed with the bytes: a 32x64 and a 64x32 image can share their bytes.
     width, height = size
     return hashlib.sha256(f"{MODE} {width}x{height}\n".encode() + raw).hexdigest()
@@ -141,7 +141,7 @@ def _verified_image(data: bytes, key: str) -> Image.Image | None:
         return None
     if text.get(CHUNK_FORMAT) != ENTRY_FORMAT or text.get(CHUNK_KEY) != key or mode != MODE:
         return None
-    if text.get(CHUNK_PIXELS) != _pixel_digest(size, raw):
+    if text.get(CHUNK_PIXELS) != pixel_digest(size, raw):
         return None
     # A fresh image of exactly the verified bytes, detached from the file and its metadata.
     return Image.frombytes(MODE, size, raw)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,11 +22,13 @@ from harness.prompt_length import truncation_notes, warn_truncated
 from harness.results import ItemRecord
 
 if TYPE_CHECKING:
+    import torch
     from PIL import Image
 
     from harness.cases import Case
     from harness.image_cache import ImageCache
     from harness.pipeline_handle import PipelineHandle
+    from harness.score_cache import ScoreCache
     from harness.scoring import ClipScorer, ImagenetClassifier
 
 IMAGES_DIR = "images"
@@ -38,6 +40,14 @@ _GROUP_BEFORE_AUTO = 4
 
 CaseKey = tuple[str, str]  # (case file node id, case id)
 ItemKey = tuple[CaseKey, int]  # ... and the seed
+
+
+@dataclass(frozen=True)
+class Judges:
+    """The score cache's names for the CLIP and ResNet scorers an item uses; None: never cached."""
+
+    clip: str | None = None
+    resnet: str | None = None
 
 
 @dataclass(frozen=True)
@@ -133,6 +143,7 @@ class CaseRunner:
     _text_embeddings: dict[tuple[str, ...], Any] = field(default_factory=dict)
     _warned_cases: set[CaseKey] = field(default_factory=set)
     _all_cached: bool = False
+    scores: ScoreCache | None = None  # judge outputs by image; None: always run the judges
 
     def plan(self, key: CaseKey, case: Case, seed: int, context: Hashable = None) -> None:
         """Register a selected item, in pytest's run order."""
@@ -147,14 +158,21 @@ class CaseRunner:
         handle: PipelineHandle,
         clip_scorer: ClipScorer,
         classifier: ImagenetClassifier | None,
+        judges: Judges | None = None,
     ) -> ScoredImage:
+        """The item's image, generated or from the cache, and its verdicts.
+
+        ``judges`` names the scorers for the score cache; None (a scorer from a conftest.py
+        override, say) always runs them.
+        """
+        judges = judges or Judges()
         item_key = (key, seed)
         position = self._position.get(item_key)
         planned = self._plan[position] if position is not None else PlannedItem(key, case, seed)
         if item_key not in self._pending:
-            self._make_batch(planned, handle, clip_scorer)
+            self._make_batch(planned, handle, clip_scorer, judges.clip)
         if case.resnet is not None and classifier is not None:
-            self._score_resnet(classifier, planned.context)
+            self._score_resnet(classifier, planned.context, judges.resnet)
         pending = self._pending.pop(item_key)
         self._done.add(item_key)
         if pending.notes and key not in self._warned_cases:
@@ -181,7 +199,9 @@ class CaseRunner:
         )
         return not self._all_cached
 
-    def _make_batch(self, first: PlannedItem, handle: PipelineHandle, clip_scorer: ClipScorer) -> None:
+    def _make_batch(
+        self, first: PlannedItem, handle: PipelineHandle, clip_scorer: ClipScorer, clip_judge: str | None
+    ) -> None:
         group = self._group(first, handle.fingerprint, self.batch_size or _GROUP_BEFORE_AUTO)
 
         hits: list[tuple[PlannedItem, str | None, Image.Image]] = []
@@ -202,7 +222,7 @@ class CaseRunner:
             if self.cache is not None and cache_key is not None and result.image is not None:
                 self.cache.put(cache_key, result.image, {"case": item.case.id, "seed": item.seed})
             self._add_pending(item, result, False, cache_key, handle)
-        self._score_clip(clip_scorer, [self._pending[(item.key, item.seed)] for item, _ in group])
+        self._score_clip(clip_scorer, [self._pending[(item.key, item.seed)] for item, _ in group], clip_judge)
 
     def _group(
         self, first: PlannedItem, fingerprint: dict[str, str] | None, batch_size: int
@@ -280,25 +300,32 @@ class CaseRunner:
 
     # -- scoring ----------------------------------------------------------------------------
 
-    def _score_clip(self, clip_scorer: ClipScorer, batch: list[_Pending]) -> None:
+    def _score_clip(self, clip_scorer: ClipScorer, batch: list[_Pending], judge: str | None) -> None:
         scorable = [p for p in batch if p.generated.image is not None]
         if not scorable:
             return
         started = time.perf_counter()
-        image_embeds = clip_scorer.image_embeddings(
-            [p.generated.image for p in scorable if p.generated.image is not None]
+        config = getattr(clip_scorer.model, "config", None)
+        image_embeds = self._judged(
+            judge,
+            getattr(config, "projection_dim", None),
+            [p.generated.image for p in scorable if p.generated.image is not None],
+            clip_scorer.image_embeddings,
         )
         for row, pending in enumerate(scorable):
             labels = pending.item.case.clip.labels
             if labels not in self._text_embeddings:  # once per distinct label set
                 self._text_embeddings[labels] = clip_scorer.text_embeddings(labels)
-            probs = clip_scorer.probabilities_from(image_embeds[row : row + 1], self._text_embeddings[labels])
+            text_embeds = self._text_embeddings[labels]
+            # Rows from the score cache are float32 on the CPU; the round trip is exact for fp16 and bf16.
+            image_row = image_embeds[row : row + 1].to(text_embeds.device, text_embeds.dtype)
+            probs = clip_scorer.probabilities_from(image_row, text_embeds)
             pending.clip = judge_clip(pending.item.case.clip, probs[0].tolist())
         per_image = (time.perf_counter() - started) / len(scorable)
         for pending in scorable:
             pending.timings["clip_s"] = per_image
 
-    def _score_resnet(self, classifier: ImagenetClassifier, context: Hashable) -> None:
+    def _score_resnet(self, classifier: ImagenetClassifier, context: Hashable, judge: str | None) -> None:
         """One ResNet forward for every ready image that still needs ResNet and sees this classifier."""
         waiting = [
             p
@@ -311,12 +338,49 @@ class CaseRunner:
         if not waiting:
             return
         started = time.perf_counter()
-        probs = classifier.probabilities([p.generated.image for p in waiting if p.generated.image is not None])
+        probs = self._judged(
+            judge,
+            len(classifier.categories),
+            [p.generated.image for p in waiting if p.generated.image is not None],
+            classifier.probabilities,
+        )
         per_image = (time.perf_counter() - started) / len(waiting)
         for row, pending in enumerate(waiting):
             assert pending.item.case.resnet is not None
             pending.resnet = judge_resnet(pending.item.case.resnet, probs[row].tolist(), classifier.categories)
             pending.timings["resnet_s"] = per_image
+
+    def _judged(
+        self,
+        judge: str | None,
+        length: int | None,
+        images: list[Image.Image],
+        compute: Callable[[list[Image.Image]], torch.Tensor],
+    ) -> torch.Tensor:
+        """``compute(images)``, one row per image, with rows the score cache holds taken from it.
+
+        The rest are computed in one call and stored. Without a cache or a judge, just ``compute``.
+        """
+        import torch
+
+        if self.scores is None or judge is None or length is None:
+            return compute(images)
+        from harness.score_cache import image_digest
+
+        digests = [image_digest(image) for image in images]
+        rows: list[torch.Tensor | None] = [None] * len(images)
+        if not self.refresh:
+            for index, digest in enumerate(digests):
+                vector = self.scores.get(judge, digest, length)
+                if vector is not None:
+                    rows[index] = torch.from_numpy(vector)
+        missing = [index for index, row in enumerate(rows) if row is None]
+        if missing:
+            computed = compute([images[index] for index in missing]).float().cpu()
+            for index, row in zip(missing, computed, strict=True):
+                rows[index] = row
+                self.scores.put(judge, digests[index], row.numpy())
+        return torch.stack([row for row in rows if row is not None])
 
     def _finish(self, pending: _Pending) -> ScoredImage:
         image = pending.generated.image

@@ -32,6 +32,9 @@ class ClipScorer:
     processor: Any
     device: str
     info: ModelInfo
+    # Identifies the image tower for the score cache; set by the plugin's own fixture only, so a
+    # scorer built elsewhere is never mistaken for another one's cached embeddings.
+    cache_judge: str | None = None
 
     def probabilities(self, images: Sequence[Image.Image], labels: Sequence[str]) -> torch.Tensor:
         """``logits_per_image.softmax(dim=1)`` of ``processor(text=labels, images=images, padding=True)``."""
@@ -82,6 +85,7 @@ class ImagenetClassifier:
     categories: tuple[str, ...]
     device: str
     info: ModelInfo
+    cache_judge: str | None = None  # as ClipScorer.cache_judge
 
     def probabilities(self, images: Sequence[Image.Image]) -> torch.Tensor:
         import torch

@@ -13,6 +13,9 @@ from harness.options import CheckedOptions, Settings, resolve_settings, run_envi
 from harness.results import ItemRecord
 from harness.runner import CaseRunner
 
+# Inside the image cache dir: image entries live in two-hex-digit folders, so the names never meet.
+SCORES_DIR = "scores"
+
 
 @dataclass
 class HarnessState:
@@ -52,11 +55,14 @@ class HarnessState:
     def runner(self) -> CaseRunner:
         if self._runner is None:
             from harness.image_cache import ImageCache
+            from harness.score_cache import ScoreCache
 
             settings = self.settings
+            cache_dir = settings.cache_dir
             self._runner = CaseRunner(
                 settings.report_dir,
-                cache=ImageCache(settings.cache_dir) if settings.cache_dir is not None else None,
+                cache=ImageCache(cache_dir) if cache_dir is not None else None,
+                scores=ScoreCache(cache_dir / SCORES_DIR) if cache_dir is not None else None,
                 refresh=settings.refresh,
                 batch_size=settings.batch_size,
                 # An xdist worker learns which items it runs one at a time; only a case's own seeds

@@ -14,49 +14,11 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import re
 import shutil
 import statistics
-import subprocess
 import sys
-import tempfile
-import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
-
-from tiny_models import build_tiny_models  # noqa: E402
-
-CASE = """\
-  - id: case-{n}
-    prompt: "a watercolor painting of animal number {n} on a branch"
-    negative_prompt: "blurry, low quality"
-    clip:
-      expect: "{expect}"
-      distractors: ["an oil painting of an animal", "a photo of an animal"]
-    resnet: {{expect: ["great grey owl"], top_k: 1000}}
-"""
-
-
-def write_cases(path: Path, expect: str) -> None:
-    body = "".join(CASE.format(n=n, expect=expect) for n in range(8))
-    path.write_text(f"defaults:\n  steps: 20\n  seeds: [0, 1]\ncases:\n{body}")
-
-
-SESSION_SECONDS: list[float] = []  # pytest's own "... in N.NNs": the session, without interpreter start-up
-
-
-def timed(command: list[str], cwd: Path) -> float:
-    started = time.perf_counter()
-    result = subprocess.run(command, cwd=cwd, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
-    elapsed = time.perf_counter() - started
-    if result.returncode not in (0, 1):  # 1: some cases fail on random weights, which is fine
-        raise SystemExit(f"{command} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
-    session = re.search(r" in ([0-9.]+)s", result.stdout.splitlines()[-1] if result.stdout else "")
-    if session:
-        SESSION_SECONDS.append(float(session.group(1)))
-    return elapsed
+from common import ROOT, SESSION_SECONDS, harness_command, timed, workspace, write_cases
 
 
 def main() -> None:
@@ -64,31 +26,10 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
 
-    work = Path(tempfile.mkdtemp(prefix="t2i-bench-"))
-    models = build_tiny_models(work / "models")
-    suite = work / "suite"
-    suite.mkdir()
-    (suite / "pytest.ini").write_text("[pytest]\n")
+    work, models, suite = workspace("t2i-bench-")
     cases = suite / "bench.yaml"
     write_cases(cases, "a watercolor painting of an animal")
-    model_args = [
-        f"--t2i-model={models.pipeline_dir}",
-        f"--t2i-clip-model={models.clip_dir}",
-        f"--t2i-resnet-weights={models.resnet_path}",
-        "--t2i-device=cpu",
-    ]
-    harness_cmd = [
-        sys.executable,
-        "-m",
-        "pytest",
-        "bench.yaml",
-        "-q",
-        "-p",
-        "no:cacheprovider",
-        *model_args,
-        "--html=reports/report.html",
-        "--self-contained-html",
-    ]
+    harness_cmd = harness_command(models, "bench.yaml")
     plain_cmd = [
         sys.executable,
         str(ROOT / "benchmarks/plain_loop.py"),

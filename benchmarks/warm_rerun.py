@@ -14,32 +14,10 @@ import os
 import platform
 import shutil
 import statistics
-import sys
-import tempfile
-from pathlib import Path
 
-from cpu_overhead import timed
+from common import harness_command, timed, workspace, write_cases
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
-
-from tiny_models import build_tiny_models  # noqa: E402
-
-CASE = """\
-  - id: case-{n}
-    prompt: "a watercolor painting of animal number {n} on a branch"
-    negative_prompt: "blurry, low quality"
-    clip:
-      expect: "{expect}"
-      distractors: ["an oil painting of an animal", "a photo of an animal"]
-    resnet: {{expect: ["great grey owl"], top_k: 1000}}
-"""
 LABELS = ("a watercolor painting of an animal", "a watercolour painting of an animal", "a watercolor of an animal")
-
-
-def write_cases(path: Path, expect: str, cases: int) -> None:
-    body = "".join(CASE.format(n=n, expect=expect) for n in range(cases))
-    path.write_text(f"defaults:\n  steps: 2\n  seeds: [0, 1]\ncases:\n{body}")
 
 
 def main() -> None:
@@ -48,34 +26,16 @@ def main() -> None:
     parser.add_argument("--cases", type=int, default=200)
     args = parser.parse_args()
 
-    work = Path(tempfile.mkdtemp(prefix="t2i-warm-"))
-    models = build_tiny_models(work / "models")
-    suite = work / "suite"
-    suite.mkdir()
-    (suite / "pytest.ini").write_text("[pytest]\n")
+    work, models, suite = workspace("t2i-warm-")
     cases = suite / "big.yaml"
-    command = [
-        sys.executable,
-        "-m",
-        "pytest",
-        "big.yaml",
-        "-q",
-        "-p",
-        "no:cacheprovider",
-        f"--t2i-model={models.pipeline_dir}",
-        f"--t2i-clip-model={models.clip_dir}",
-        f"--t2i-resnet-weights={models.resnet_path}",
-        "--t2i-device=cpu",
-        "--html=reports/report.html",
-        "--self-contained-html",
-    ]
+    command = harness_command(models, "big.yaml")
     cold, warm = [], []
     for repeat in range(args.repeats):
         cache = f"--t2i-cache-dir={work}/cache-{repeat}"
-        write_cases(cases, LABELS[0], args.cases)
+        write_cases(cases, LABELS[0], cases=args.cases, steps=2)
         cold.append(timed([*command, cache], suite))
         for label in LABELS[1:]:  # two label edits in a row: each a warm run
-            write_cases(cases, label, args.cases)
+            write_cases(cases, label, cases=args.cases, steps=2)
             warm.append(timed([*command, cache], suite))
     print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}")
     print(f"{args.cases} cases x 2 seeds, 2 steps, CLIP + ResNet-50 on every image (s):")

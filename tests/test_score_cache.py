@@ -58,6 +58,13 @@ def run(pytester: pytest.Pytester, model_args: list[str], *extra: str) -> dict[s
     return json.loads(match.group(1).replace("'", '"'))
 
 
+def cold_run(pytester: pytest.Pytester, model_args: list[str], clip_labels: Labels) -> dict[str, int]:
+    """The counting conftest, the suite with passing labels, and a first run that fills both caches."""
+    pytester.makeconftest(COUNT_FORWARDS)
+    pytester.makefile(".yaml", suite=suite(clip_labels.passing))
+    return run(pytester, model_args)
+
+
 def results(pytester: pytest.Pytester) -> dict[str, dict]:
     document = json.loads((pytester.path / "reports/results.json").read_text())
     return {record["id"]: record for record in document["results"]}
@@ -66,9 +73,7 @@ def results(pytester: pytest.Pytester) -> dict[str, dict]:
 def test_editing_labels_and_thresholds_reruns_no_image_judge(
     pytester: pytest.Pytester, model_args: list[str], clip_labels: Labels
 ) -> None:
-    pytester.makeconftest(COUNT_FORWARDS)
-    pytester.makefile(".yaml", suite=suite(clip_labels.passing))
-    cold = run(pytester, model_args)
+    cold = cold_run(pytester, model_args, clip_labels)
     assert cold["resnet"] > 0 and cold["clip_vision"] > 0
     first = results(pytester)
 
@@ -93,9 +98,7 @@ def test_editing_labels_and_thresholds_reruns_no_image_judge(
 def test_refresh_and_no_cache_run_every_judge(
     pytester: pytest.Pytester, model_args: list[str], clip_labels: Labels
 ) -> None:
-    pytester.makeconftest(COUNT_FORWARDS)
-    pytester.makefile(".yaml", suite=suite(clip_labels.passing))
-    run(pytester, model_args)
+    cold_run(pytester, model_args, clip_labels)
     refreshed = run(pytester, model_args, "--t2i-refresh")
     assert refreshed["resnet"] > 0 and refreshed["clip_vision"] > 0
     uncached = run(pytester, model_args, "--t2i-no-cache")
@@ -105,9 +108,7 @@ def test_refresh_and_no_cache_run_every_judge(
 def test_damaged_entries_are_recomputed_not_used(
     pytester: pytest.Pytester, model_args: list[str], clip_labels: Labels
 ) -> None:
-    pytester.makeconftest(COUNT_FORWARDS)
-    pytester.makefile(".yaml", suite=suite(clip_labels.passing))
-    run(pytester, model_args)
+    cold_run(pytester, model_args, clip_labels)
     before = results(pytester)
     entries = sorted((pytester.path / "cache/scores").rglob("*.f32"))
     assert len(entries) == 8  # 4 images x (ResNet probabilities + CLIP embedding)
@@ -129,9 +130,7 @@ def test_other_resnet_weights_are_another_judge(
 ) -> None:
     from safetensors.torch import load_file, save_file
 
-    pytester.makeconftest(COUNT_FORWARDS)
-    pytester.makefile(".yaml", suite=suite(clip_labels.passing))
-    run(pytester, model_args)
+    cold_run(pytester, model_args, clip_labels)
     weights = load_file(str(tiny_models.resnet_path))
     weights["fc.bias"] = weights["fc.bias"] + 1.0
     save_file(weights, str(pytester.path / "other.safetensors"))
@@ -152,9 +151,7 @@ def imagenet_classifier(imagenet_classifier):
 def test_a_judge_overridden_in_conftest_always_runs(
     pytester: pytest.Pytester, model_args: list[str], clip_labels: Labels
 ) -> None:
-    pytester.makeconftest(COUNT_FORWARDS)
-    pytester.makefile(".yaml", suite=suite(clip_labels.passing))
-    run(pytester, model_args)
+    cold_run(pytester, model_args, clip_labels)
     pytester.mkdir("sub")
     (pytester.path / "sub/conftest.py").write_text(OVERRIDE_CLASSIFIER)
     (pytester.path / "suite.yaml").rename(pytester.path / "sub/suite.yaml")

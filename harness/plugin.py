@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from harness import baseline, check_mode
+from harness.atomic import remove_interrupted_writes
 from harness.collect import CaseFile, CaseItem, is_case_file
 from harness.fixtures import fixture_context
 from harness.models import MissingModelError
@@ -41,6 +42,11 @@ def pytest_configure(config: pytest.Config) -> None:
     )
     if config.pluginmanager.hasplugin("html"):
         config.pluginmanager.register(HtmlReportHooks(config), "t2i-html")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    # After every sessionfinish (the report is written there): a Ctrl-C may have cut a write short.
+    remove_interrupted_writes()
 
 
 def _is_xdist_controller(config: pytest.Config) -> bool:

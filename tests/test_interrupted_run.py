@@ -29,8 +29,11 @@ def test_ctrl_c_leaves_valid_report_and_results(
     process = subprocess.Popen(
         [
             sys.executable,
-            "-m",
-            "pytest",
+            "-c",
+            # Python leaves SIGINT ignored when it starts ignored (a suite launched in the background
+            # without job control): install the handler that raises KeyboardInterrupt regardless.
+            "import signal, sys, pytest; signal.signal(signal.SIGINT, signal.default_int_handler); "
+            "sys.exit(pytest.console_main())",
             "suite.yaml",
             "--html=reports/report.html",
             "--self-contained-html",

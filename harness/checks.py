@@ -82,11 +82,12 @@ def judge_resnet(check: ResnetCheck, probs: Sequence[float], categories: Sequenc
 
     tensor = torch.as_tensor(probs)
     top_k = tensor.topk(max(check.top_k, 5))
-    ranked = [categories[int(i)] for i in top_k.indices]
-    passed = any(name in ranked[: check.top_k] for name in check.expect)
-    top5 = tuple((categories[int(i)], float(v)) for v, i in zip(top_k.values[:5], top_k.indices[:5], strict=True))
-    index = {name: i for i, name in enumerate(categories)}
-    expect_probs = tuple(float(tensor[index[name]]) for name in check.expect)
+    # As Python lists: indexing a tensor element by element costs microseconds each, 1000 per image.
+    indices, values = top_k.indices.tolist(), top_k.values.tolist()
+    ranked = {categories[i] for i in indices[: check.top_k]}
+    passed = any(name in ranked for name in check.expect)
+    top5 = tuple((categories[i], v) for v, i in zip(values[:5], indices[:5], strict=True))
+    expect_probs = tuple(float(tensor[categories.index(name)]) for name in check.expect)
     return ResnetVerdict(check.expect, check.top_k, top5, expect_probs, passed)
 
 

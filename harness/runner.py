@@ -140,7 +140,7 @@ class CaseRunner:
     _position: dict[ItemKey, int] = field(default_factory=dict)
     _pending: dict[ItemKey, _Pending] = field(default_factory=dict)
     _done: set[ItemKey] = field(default_factory=set)
-    _text_embeddings: dict[tuple[str, ...], Any] = field(default_factory=dict)
+    _text_embeddings: dict[tuple[Hashable, tuple[str, ...]], Any] = field(default_factory=dict)
     _warned_cases: set[CaseKey] = field(default_factory=set)
     _all_cached: bool = False
     scores: ScoreCache | None = None  # judge outputs by image; None: always run the judges
@@ -314,9 +314,11 @@ class CaseRunner:
         )
         for row, pending in enumerate(scorable):
             labels = pending.item.case.clip.labels
-            if labels not in self._text_embeddings:  # once per distinct label set
-                self._text_embeddings[labels] = clip_scorer.text_embeddings(labels)
-            text_embeds = self._text_embeddings[labels]
+            # Once per distinct label set and CLIP: a folder's conftest.py may bring another CLIP.
+            text_key = (pending.item.context, labels)
+            if text_key not in self._text_embeddings:
+                self._text_embeddings[text_key] = clip_scorer.text_embeddings(labels)
+            text_embeds = self._text_embeddings[text_key]
             # Rows from the score cache are float32 on the CPU; the round trip is exact for fp16 and bf16.
             image_row = image_embeds[row : row + 1].to(text_embeds.device, text_embeds.dtype)
             probs = clip_scorer.probabilities_from(image_row, text_embeds)

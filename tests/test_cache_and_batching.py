@@ -364,3 +364,34 @@ def test_cases_under_another_conftest_are_never_batched_with_these(
     for seed in (0, 1):
         a, b = pixels(images / f"a/suite.yaml/owl-seed{seed}.png"), pixels(images / f"b/suite.yaml/owl-seed{seed}.png")
         assert not np.array_equal(a, b), f"seed {seed}: b/ was generated with a/'s pipeline"
+
+
+OTHER_CLIP_IN_THIS_DIR = """
+import pytest
+import torch
+from transformers import CLIPModel, CLIPProcessor
+
+from harness.models import ModelInfo
+from harness.scoring import ClipScorer
+
+@pytest.fixture(scope="session")
+def clip_scorer(t2i_settings):
+    model = CLIPModel.from_pretrained(t2i_settings.clip_model, use_safetensors=True).eval()
+    with torch.no_grad():
+        model.text_projection.weight.neg_()  # every text embedding negated: two-label probabilities flip
+    processor = CLIPProcessor.from_pretrained(t2i_settings.clip_model)
+    return ClipScorer(model=model, processor=processor, device="cpu", info=ModelInfo("clip", "negated", "test"))
+"""
+
+
+def test_cases_under_another_clip_get_their_own_label_features(
+    pytester: pytest.Pytester, model_args: list[str], clip_labels: Labels
+) -> None:
+    one_case = case_yaml(f'- id: owl\n  prompt: "{clip_labels.prompt}"\n  clip: {clip_labels.passing}\n')
+    for folder in ("a", "b"):
+        pytester.mkdir(folder)
+        (pytester.path / folder / "suite.yaml").write_text(one_case)
+    (pytester.path / "b" / "conftest.py").write_text(OTHER_CLIP_IN_THIS_DIR)
+    pytester.runpytest("a", "b", "--t2i-no-cache", *model_args).assert_outcomes(passed=1, failed=1)
+    by_file = {record["file"]: record["clip"]["probs"] for record in records(pytester).values()}
+    assert by_file["b/suite.yaml"] == pytest.approx(by_file["a/suite.yaml"][::-1], abs=1e-5)

@@ -68,7 +68,11 @@ def _t2i_pipeline_handle(request: pytest.FixtureRequest, t2i_settings: Settings)
             handle.fingerprint = loaded_fingerprint(handle.pipeline)
             return handle
     handle.fingerprint = _files_fingerprint(state, t2i_settings)
-    if handle.pipeline is None and (handle.fingerprint is None or state.runner.needs_generation(handle.fingerprint)):
+    node = request.node
+    context = state.runner.context_of(node.case_key, node.seed) if hasattr(node, "case_key") else None
+    if handle.pipeline is None and (
+        handle.fingerprint is None or state.runner.needs_generation(handle.fingerprint, context)
+    ):
         # Not on disk yet (loading downloads it), or images to make: load, then key by the files now there.
         handle.get()
         handle.fingerprint = _files_fingerprint(state, t2i_settings) or loaded_fingerprint(handle.get())

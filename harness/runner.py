@@ -142,7 +142,7 @@ class CaseRunner:
     _done: set[ItemKey] = field(default_factory=set)
     _text_embeddings: dict[tuple[Hashable, tuple[str, ...]], Any] = field(default_factory=dict)
     _warned_cases: set[CaseKey] = field(default_factory=set)
-    _all_cached: bool = False
+    _all_cached: set[Hashable] = field(default_factory=set)  # contexts whose images are all cached
     scores: ScoreCache | None = None  # judge outputs by image; None: always run the judges
 
     def plan(self, key: CaseKey, case: Case, seed: int, context: Hashable = None) -> None:
@@ -184,20 +184,27 @@ class CaseRunner:
 
     # -- generation --------------------------------------------------------------------------
 
-    def needs_generation(self, fingerprint: dict[str, str] | None) -> bool:
-        """Whether some planned item still to run has no image in the cache."""
+    def needs_generation(self, fingerprint: dict[str, str] | None, context: Hashable = None) -> bool:
+        """Whether some planned item still to run, seeing the pipeline of ``context``, has no cached image."""
         from harness.image_cache import cache_key
 
         if self.cache is None or fingerprint is None or self.refresh:
             return True
-        if self._all_cached:  # once all were cached, they stay so (a corrupt one is seen when read)
+        if context in self._all_cached:  # once all were cached, they stay so (a corrupt one is seen when read)
             return False
-        self._all_cached = all(
+        if all(
             self._is_hit(cache_key(fingerprint, item.request))
             for item in self._plan
-            if (item.key, item.seed) not in self._done
-        )
-        return not self._all_cached
+            if (item.key, item.seed) not in self._done and item.context == context
+        ):
+            self._all_cached.add(context)
+            return False
+        return True
+
+    def context_of(self, key: CaseKey, seed: int) -> Hashable:
+        """The fixture context the item was planned with (None if it was not planned)."""
+        position = self._position.get((key, seed))
+        return self._plan[position].context if position is not None else None
 
     def _make_batch(
         self, first: PlannedItem, handle: PipelineHandle, clip_scorer: ClipScorer, clip_judge: str | None

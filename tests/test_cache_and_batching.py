@@ -395,3 +395,20 @@ def test_cases_under_another_clip_get_their_own_label_features(
     pytester.runpytest("a", "b", "--t2i-no-cache", *model_args).assert_outcomes(passed=1, failed=1)
     by_file = {record["file"]: record["clip"]["probs"] for record in records(pytester).values()}
     assert by_file["b/suite.yaml"] == pytest.approx(by_file["a/suite.yaml"][::-1], abs=1e-5)
+
+
+def test_a_cached_folder_does_not_load_the_pipeline_for_another_folders_misses(
+    pytester: pytest.Pytester, model_args: list[str], clip_labels: Labels
+) -> None:
+    # a/ uses the plugin's pipeline, b/ its own: with a/'s images cached, a/ needs no pipeline, although
+    # b/'s prompt has no image under the plugin pipeline's key.
+    for folder, prompt in (("a", clip_labels.prompt), ("b", f"{clip_labels.prompt}, at dusk")):
+        pytester.mkdir(folder)
+        case = case_yaml(f'- id: owl\n  prompt: "{prompt}"\n  clip: {clip_labels.passing}\n')
+        (pytester.path / folder / "suite.yaml").write_text(case)
+    (pytester.path / "b" / "conftest.py").write_text(OWN_PIPELINE_IN_THIS_DIR)
+    pytester.runpytest("a", "b", "--t2i-cache-dir=cache", *model_args)
+    warm = pytester.runpytest("a", "b", "--t2i-cache-dir=cache", "--setup-show", *model_args)
+    # b/'s override always loads (it is the user's), the plugin's own pipeline never does.
+    assert warm.stdout.str().count("SETUP    S t2i_pipeline") == 1
+    assert all(record["cached"] for record in records(pytester).values())

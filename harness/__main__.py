@@ -1,12 +1,17 @@
-"""Command line: ``python -m harness compare RUN_A RUN_B -o reports/compare.html`` and ``python -m harness merge``."""
+"""Command line: ``python -m harness compare``, ``python -m harness merge`` and ``python -m harness cache``."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from harness.baseline import DEFAULT_TOLERANCE
+from harness.cache_maintenance import DEFAULT_CACHE_DIR
+
+if TYPE_CHECKING:
+    from harness.cache_maintenance import Tally
 
 
 def _fraction(text: str) -> float:
@@ -66,7 +71,67 @@ def build_parser() -> argparse.ArgumentParser:
     )
     merge.add_argument("runs", type=Path, nargs="+", metavar="RUN", help="report dirs (or their results.json)")
     merge.add_argument("-o", "--output", type=Path, required=True, help="the report dir to write")
+    cache = commands.add_parser(
+        "cache",
+        help="show what the image and score caches hold, or prune entries unused for a while",
+        description="Count the cached images and scores in DIR, or delete those neither written nor read for "
+        "more than DAYS days. Only the caches' own files are counted or deleted.",
+    )
+    cache.add_argument(
+        "directory",
+        type=Path,
+        nargs="?",
+        default=DEFAULT_CACHE_DIR,
+        metavar="DIR",
+        help="the image cache: your --t2i-cache-dir, or the default under the pytest rootdir. Default: %(default)s",
+    )
+    cache.add_argument(
+        "--prune-unused-days",
+        type=_days,
+        metavar="DAYS",
+        help="delete entries neither written nor read for more than DAYS days (0 deletes every entry)",
+    )
     return parser
+
+
+def _days(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 <= value <= 36500:
+        raise argparse.ArgumentTypeError(f"must be a number of days, 0 or more, such as 30; got {text!r}")
+    return value
+
+
+def _cache(args: argparse.Namespace) -> int:
+    from harness.cache_maintenance import CacheDirError, prune, scan
+
+    try:
+        if args.prune_unused_days is not None:
+            deleted = prune(args.directory, args.prune_unused_days)
+            print(
+                f"{args.directory}: deleted {_tally(deleted.images, 'image')} and {_tally(deleted.scores, 'score')} "
+                f"unused for more than {args.prune_unused_days:g} days"
+                + (f", and {deleted.temp_files.files} stale temp file(s)" if deleted.temp_files.files else "")
+            )
+        kept = scan(args.directory)
+    except CacheDirError as exc:
+        print(f"python -m harness cache: {exc}", file=sys.stderr)
+        return 2
+    import datetime
+
+    oldest = (
+        f"; least recently used: {datetime.datetime.fromtimestamp(kept.oldest_use):%Y-%m-%d %H:%M}"
+        if kept.oldest_use is not None
+        else ""
+    )
+    print(f"{args.directory}: {_tally(kept.images, 'image')}, {_tally(kept.scores, 'score')}{oldest}")
+    return 0
+
+
+def _tally(tally: Tally, noun: str) -> str:
+    return f"{tally.files} {noun}{'' if tally.files == 1 else 's'} ({tally.bytes / 2**20:.1f} MiB)"
 
 
 def _merge(args: argparse.Namespace) -> int:
@@ -87,6 +152,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "merge":
         return _merge(args)
+    if args.command == "cache":
+        return _cache(args)
     from harness.compare import CompareError, write_comparison
 
     try:

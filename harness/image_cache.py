@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness.atomic import atomic_write_bytes
+from harness.cache_maintenance import touch
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -89,6 +90,8 @@ class ImageCache:
         image = _verified_image(data, key)
         if image is None:
             _discard(path, identity)
+        else:
+            touch(path)  # for `python -m harness cache --prune-unused-days`
         return image
 
     def put(self, key: str, image: Image.Image, meta: dict[str, Any]) -> Path:

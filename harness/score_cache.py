@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness.atomic import atomic_write_bytes
+from harness.cache_maintenance import touch
 from harness.image_cache import pixel_digest
 
 if TYPE_CHECKING:
@@ -57,15 +58,19 @@ class ScoreCache:
         """The stored vector, or None when missing, damaged or of another length."""
         import numpy as np
 
+        path = self.path_for(judge, image)
         try:
-            data = self.path_for(judge, image).read_bytes()
+            data = path.read_bytes()
         except OSError:
             return None
         payload, digest = data[:-_DIGEST_BYTES], data[-_DIGEST_BYTES:]
         if len(payload) != 4 * length or hashlib.sha256(payload).digest() != digest:
             return None
         vector = np.frombuffer(payload, dtype="<f4").copy()
-        return vector if np.isfinite(vector).all() else None
+        if not np.isfinite(vector).all():
+            return None
+        touch(path)  # for `python -m harness cache --prune-unused-days`
+        return vector
 
     def put(self, judge: str, image: str, vector: Any) -> None:
         import numpy as np

@@ -13,9 +13,6 @@ from harness.options import CheckedOptions, Settings, resolve_settings, run_envi
 from harness.results import ItemRecord
 from harness.runner import CaseRunner
 
-# Inside the image cache dir: image entries live in two-hex-digit folders, so the names never meet.
-SCORES_DIR = "scores"
-
 
 @dataclass
 class HarnessState:
@@ -54,6 +51,7 @@ class HarnessState:
     @property
     def runner(self) -> CaseRunner:
         if self._runner is None:
+            from harness.cache_maintenance import SCORES_DIR
             from harness.image_cache import ImageCache
             from harness.score_cache import ScoreCache
 

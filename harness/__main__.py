@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -14,14 +15,23 @@ if TYPE_CHECKING:
     from harness.cache_maintenance import Tally
 
 
-def _fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not 0 <= value <= 1:
-        raise argparse.ArgumentTypeError(f"must be a number in [0, 1], such as {DEFAULT_TOLERANCE}; got {text!r}")
-    return value
+def _number(low: float, high: float, expected: str) -> Callable[[str], float]:
+    """An argparse type: a float from low to high, else an error saying what was ``expected``."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = float("nan")
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be {expected}; got {text!r}")
+        return value
+
+    return parse
+
+
+_fraction = _number(0, 1, f"a number in [0, 1], such as {DEFAULT_TOLERANCE}")
+_days = _number(0, 36500, "a number of days, 0 or more, such as 30")
 
 
 def _pixels(text: str) -> int:
@@ -92,16 +102,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="delete entries neither written nor read for more than DAYS days (0 deletes every entry)",
     )
     return parser
-
-
-def _days(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not 0 <= value <= 36500:
-        raise argparse.ArgumentTypeError(f"must be a number of days, 0 or more, such as 30; got {text!r}")
-    return value
 
 
 def _cache(args: argparse.Namespace) -> int:

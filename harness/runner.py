@@ -101,6 +101,16 @@ class _Pending:
     clip: ClipVerdict | None = None
     resnet: ResnetVerdict | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    _digest: str | None = None
+
+    def digest(self) -> str:
+        """The image's pixel sha256, the score cache's key: computed once, for both judges."""
+        if self._digest is None:
+            from harness.score_cache import image_digest
+
+            assert self.generated.image is not None
+            self._digest = image_digest(self.generated.image)
+        return self._digest
 
 
 def image_path(report_dir: Path, file_nodeid: str, case_id: str, seed: int) -> Path:
@@ -167,8 +177,7 @@ class CaseRunner:
         """
         judges = judges or Judges()
         item_key = (key, seed)
-        position = self._position.get(item_key)
-        planned = self._plan[position] if position is not None else PlannedItem(key, case, seed)
+        planned = self._planned(key, seed) or PlannedItem(key, case, seed)
         if item_key not in self._pending:
             self._make_batch(planned, handle, clip_scorer, judges.clip)
         if case.resnet is not None and classifier is not None:
@@ -203,8 +212,12 @@ class CaseRunner:
 
     def context_of(self, key: CaseKey, seed: int) -> Hashable:
         """The fixture context the item was planned with (None if it was not planned)."""
+        planned = self._planned(key, seed)
+        return planned.context if planned is not None else None
+
+    def _planned(self, key: CaseKey, seed: int) -> PlannedItem | None:
         position = self._position.get((key, seed))
-        return self._plan[position].context if position is not None else None
+        return self._plan[position] if position is not None else None
 
     def _make_batch(
         self, first: PlannedItem, handle: PipelineHandle, clip_scorer: ClipScorer, clip_judge: str | None
@@ -312,23 +325,17 @@ class CaseRunner:
         if not scorable:
             return
         started = time.perf_counter()
-        config = getattr(clip_scorer.model, "config", None)
-        image_embeds = self._judged(
-            judge,
-            getattr(config, "projection_dim", None),
-            [p.generated.image for p in scorable if p.generated.image is not None],
-            clip_scorer.image_embeddings,
-        )
+        width = getattr(getattr(clip_scorer.model, "config", None), "projection_dim", None)
+        image_embeds = self._judged(judge, width, scorable, clip_scorer.image_embeddings)
+        # Rows from the score cache are float32 on the CPU; the round trip is exact for fp16 and bf16.
+        image_embeds = image_embeds.to(clip_scorer.device, clip_scorer.model.dtype)
         for row, pending in enumerate(scorable):
             labels = pending.item.case.clip.labels
             # Once per distinct label set and CLIP: a folder's conftest.py may bring another CLIP.
             text_key = (pending.item.context, labels)
             if text_key not in self._text_embeddings:
                 self._text_embeddings[text_key] = clip_scorer.text_embeddings(labels)
-            text_embeds = self._text_embeddings[text_key]
-            # Rows from the score cache are float32 on the CPU; the round trip is exact for fp16 and bf16.
-            image_row = image_embeds[row : row + 1].to(text_embeds.device, text_embeds.dtype)
-            probs = clip_scorer.probabilities_from(image_row, text_embeds)
+            probs = clip_scorer.probabilities_from(image_embeds[row : row + 1], self._text_embeddings[text_key])
             pending.clip = judge_clip(pending.item.case.clip, probs[0].tolist())
         per_image = (time.perf_counter() - started) / len(scorable)
         for pending in scorable:
@@ -347,12 +354,7 @@ class CaseRunner:
         if not waiting:
             return
         started = time.perf_counter()
-        probs = self._judged(
-            judge,
-            len(classifier.categories),
-            [p.generated.image for p in waiting if p.generated.image is not None],
-            classifier.probabilities,
-        )
+        probs = self._judged(judge, len(classifier.categories), waiting, classifier.probabilities)
         per_image = (time.perf_counter() - started) / len(waiting)
         for row, pending in enumerate(waiting):
             assert pending.item.case.resnet is not None
@@ -363,20 +365,19 @@ class CaseRunner:
         self,
         judge: str | None,
         length: int | None,
-        images: list[Image.Image],
+        batch: list[_Pending],
         compute: Callable[[list[Image.Image]], torch.Tensor],
     ) -> torch.Tensor:
-        """``compute(images)``, one row per image, with rows the score cache holds taken from it.
+        """``compute`` of the batch's images, one row per image, with rows the score cache holds taken from it.
 
         The rest are computed in one call and stored. Without a cache or a judge, just ``compute``.
         """
         import torch
 
+        images = [p.generated.image for p in batch if p.generated.image is not None]  # all are: callers filter
         if self.scores is None or judge is None or length is None:
             return compute(images)
-        from harness.score_cache import image_digest
-
-        digests = [image_digest(image) for image in images]
+        digests = [p.digest() for p in batch]
         rows: list[torch.Tensor | None] = [None] * len(images)
         if not self.refresh:
             for index, digest in enumerate(digests):

@@ -183,6 +183,8 @@ class CheckedOptions:
     dtype_name: str  # as given: may be auto
     report_dir: Path
     batch_size: int | None  # None: auto
+    resnet_file: Path | None  # --t2i-resnet-weights as a state-dict file; None when it is a weights name
+    cache_dir: Path | None  # --t2i-cache-dir as given; None: the default under pytest's cache dir
 
 
 def check_options(config: pytest.Config) -> CheckedOptions:
@@ -211,12 +213,12 @@ def check_options(config: pytest.Config) -> CheckedOptions:
     if dtype_name not in DTYPES:
         raise pytest.UsageError(f"{where['t2i_dtype']}={dtype_name!r} is not a dtype; use one of {', '.join(DTYPES)}.")
 
-    _resnet_weights_file(*values["t2i_resnet_weights"], where["t2i_resnet_weights"])
+    resnet_file = _resnet_weights_file(*values["t2i_resnet_weights"], where["t2i_resnet_weights"])
     report_value, report_base = values["t2i_report_dir"]
     report_dir = (report_base / Path(report_value).expanduser()).resolve()
     if report_dir.exists() and not report_dir.is_dir():
         raise pytest.UsageError(f"{where['t2i_report_dir']}={report_value!r} exists and is not a directory.")
-    _given_cache_dir(*values["t2i_cache_dir"], where["t2i_cache_dir"])
+    cache_dir = _given_cache_dir(*values["t2i_cache_dir"], where["t2i_cache_dir"])
 
     batch_value, _ = values["t2i_batch_size"]
     batch_size = None
@@ -227,14 +229,18 @@ def check_options(config: pytest.Config) -> CheckedOptions:
                 "use auto or a whole number from 1 to 256."
             )
         batch_size = int(batch_value)
-    return CheckedOptions(values, where, device, dtype_name, report_dir, batch_size)
+    return CheckedOptions(values, where, device, dtype_name, report_dir, batch_size, resnet_file, cache_dir)
 
 
 def resolve_settings(config: pytest.Config, checked: CheckedOptions | None = None) -> Settings:
     """Every option validated and resolved (auto device and dtype, ResNet weights names): imports torch."""
     checked = checked or check_options(config)
     values, where = checked.values, checked.where
-    resnet_weights = _resnet_weights(*values["t2i_resnet_weights"], where["t2i_resnet_weights"])
+    resnet_weights = (
+        str(checked.resnet_file)
+        if checked.resnet_file is not None
+        else _resnet_weights_name(values["t2i_resnet_weights"][0], where["t2i_resnet_weights"])
+    )
 
     device = checked.device
     resolved_device = resolve_device(device)
@@ -266,7 +272,7 @@ def resolve_settings(config: pytest.Config, checked: CheckedOptions | None = Non
         device=resolved_device,
         dtype_name=dtype_name,
         report_dir=checked.report_dir,
-        cache_dir=_cache_dir(config, *values["t2i_cache_dir"]),
+        cache_dir=_cache_dir(config, checked.cache_dir),
         refresh=_flag(config, "t2i_refresh"),
         batch_size=checked.batch_size,
     )
@@ -292,10 +298,9 @@ def _given_cache_dir(value: str, base: Path, where: str) -> Path | None:
     return path
 
 
-def _cache_dir(config: pytest.Config, value: str, base: Path) -> Path | None:
+def _cache_dir(config: pytest.Config, given: Path | None) -> Path | None:
     if _flag(config, "t2i_no_cache"):
         return None
-    given = _given_cache_dir(value, base, "--t2i-cache-dir")  # checked already by check_options
     if given is not None:
         return given
     # Default: inside pytest's cache dir, so `pytest --cache-clear` clears it too. With
@@ -319,10 +324,7 @@ def _resnet_weights_file(value: str, base: Path, where: str) -> Path | None:
     return path.resolve()
 
 
-def _resnet_weights(value: str, base: Path, where: str) -> str:
-    path = _resnet_weights_file(value, base, where)
-    if path is not None:
-        return str(path)
+def _resnet_weights_name(value: str, where: str) -> str:
     from torchvision.models import ResNet50_Weights
 
     if value in ResNet50_Weights.__members__ or value == "DEFAULT":

@@ -40,6 +40,11 @@ def case_yaml(body: str, *, steps: int = 2, seeds: str = "[0]") -> str:
     return f"defaults:\n  steps: {steps}\n  seeds: {seeds}\ncases:\n" + textwrap.indent(textwrap.dedent(body), "  ")
 
 
+def passing_case(labels: Labels, *, prompt: str | None = None, seeds: str = "[0]") -> str:
+    """A case file with one case, `owl`, that passes on the tiny models: the calibration prompt and labels."""
+    return case_yaml(f'- id: owl\n  prompt: "{prompt or labels.prompt}"\n  clip: {labels.passing}\n', seeds=seeds)
+
+
 @dataclass(frozen=True)
 class Labels:
     """Two labels the tiny CLIP ranks in a known order on the tiny pipeline's images."""

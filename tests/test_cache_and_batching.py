@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import Labels, case_yaml
+from conftest import Labels, case_yaml, passing_case
 
 
 def suite(labels: Labels, *, expect: str | None = None, steps: int = 2, prompt_b: str | None = None) -> str:
@@ -351,9 +351,7 @@ def test_cases_under_another_conftest_are_never_batched_with_these(
 ) -> None:
     # The same case in two folders; b/ brings its own pipeline. Batching across cases must not make b's
     # images with a's pipeline, nor score them with a's judges.
-    one_case = case_yaml(
-        f'- id: owl\n  prompt: "{clip_labels.prompt}"\n  clip: {clip_labels.passing}\n', seeds="[0, 1]"
-    )
+    one_case = passing_case(clip_labels, seeds="[0, 1]")
     for folder in ("a", "b"):
         pytester.mkdir(folder)
         (pytester.path / folder / "suite.yaml").write_text(one_case)
@@ -387,7 +385,7 @@ def clip_scorer(t2i_settings):
 def test_cases_under_another_clip_get_their_own_label_features(
     pytester: pytest.Pytester, model_args: list[str], clip_labels: Labels
 ) -> None:
-    one_case = case_yaml(f'- id: owl\n  prompt: "{clip_labels.prompt}"\n  clip: {clip_labels.passing}\n')
+    one_case = passing_case(clip_labels)
     for folder in ("a", "b"):
         pytester.mkdir(folder)
         (pytester.path / folder / "suite.yaml").write_text(one_case)
@@ -404,8 +402,7 @@ def test_a_cached_folder_does_not_load_the_pipeline_for_another_folders_misses(
     # b/'s prompt has no image under the plugin pipeline's key.
     for folder, prompt in (("a", clip_labels.prompt), ("b", f"{clip_labels.prompt}, at dusk")):
         pytester.mkdir(folder)
-        case = case_yaml(f'- id: owl\n  prompt: "{prompt}"\n  clip: {clip_labels.passing}\n')
-        (pytester.path / folder / "suite.yaml").write_text(case)
+        (pytester.path / folder / "suite.yaml").write_text(passing_case(clip_labels, prompt=prompt))
     (pytester.path / "b" / "conftest.py").write_text(OWN_PIPELINE_IN_THIS_DIR)
     pytester.runpytest("a", "b", "--t2i-cache-dir=cache", *model_args)
     warm = pytester.runpytest("a", "b", "--t2i-cache-dir=cache", "--setup-show", *model_args)

@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import Labels, case_yaml
+from conftest import Labels, case_yaml, passing_case
 from harness.generate import GenerationRequest, generate
 from tiny_models import TinyModels
 
@@ -65,14 +65,7 @@ def test_images_equal_a_plain_diffusers_call(
 
     pytester.makefile(
         ".yaml",
-        suite=case_yaml(
-            f"""
-            - id: owl
-              prompt: "{clip_labels.prompt}"
-              clip: {clip_labels.passing}
-            """,
-            seeds="[5]",
-        ),
+        suite=passing_case(clip_labels, seeds="[5]"),
     )
     pytester.runpytest(*model_args).assert_outcomes(passed=1)
     with Image.open(pytester.path / "reports/images/suite.yaml/owl-seed5.png") as png:
@@ -102,13 +95,7 @@ def test_progress_bars_stay_out_of_pytest_output(
 ) -> None:
     pytester.makefile(
         ".yaml",
-        suite=case_yaml(
-            f"""
-            - id: owl
-              prompt: "{clip_labels.prompt}"
-              clip: {clip_labels.passing}
-            """
-        ),
+        suite=passing_case(clip_labels),
     )
     from diffusers.utils import logging as diffusers_logging
     from transformers.utils import logging as transformers_logging

@@ -10,7 +10,7 @@ from html import unescape
 import pytest
 from PIL import Image
 
-from conftest import Labels, case_yaml
+from conftest import Labels, case_yaml, passing_case
 
 
 @pytest.fixture
@@ -105,13 +105,7 @@ def test_report_dir_option_moves_results_and_images(
 ) -> None:
     pytester.makefile(
         ".yaml",
-        owls=case_yaml(
-            f"""
-            - id: owl
-              prompt: "{clip_labels.prompt}"
-              clip: {clip_labels.passing}
-            """
-        ),
+        owls=passing_case(clip_labels),
     )
     pytester.makeini("[pytest]\nt2i_report_dir = out/from-ini\n")
     # A relative ini value is relative to the ini file, whatever the current directory.

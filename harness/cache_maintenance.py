@@ -77,17 +77,14 @@ def _walk(root: Path, max_age_s: float | None, now: float) -> CacheReport:
                 stat = path.lstat()
             except OSError:
                 continue  # removed meanwhile by another run
-            age = now - stat.st_mtime
-            if tally is report.temp_files:
-                if max_age_s is not None and age > _TEMP_GRACE_S:
-                    _unlink(path, stat.st_size, tally)
-                elif max_age_s is None:
-                    tally.add(stat.st_size)
-                continue
-            if max_age_s is None:
+            if max_age_s is None:  # scanning
                 tally.add(stat.st_size)
-                report.oldest_use = min(report.oldest_use or stat.st_mtime, stat.st_mtime)
-            elif age > max_age_s:
+                if tally is not report.temp_files:
+                    report.oldest_use = min(report.oldest_use or stat.st_mtime, stat.st_mtime)
+                continue
+            # Pruning: a temp file by its own grace period, an entry by the given one.
+            limit = _TEMP_GRACE_S if tally is report.temp_files else max_age_s
+            if now - stat.st_mtime > limit:
                 _unlink(path, stat.st_size, tally)
     return report
 

@@ -91,8 +91,11 @@ def _files_fingerprint(state: Any, settings: Settings) -> dict[str, str] | None:
     return state.files_fingerprint[0]
 
 
-# What decides an item's images and scores, beyond the case: the definitions of these fixtures.
-CONTEXT_FIXTURES = ("t2i_settings", "t2i_pipeline", "_t2i_pipeline_handle", "clip_scorer", "imagenet_classifier")
+# This module's fixtures. A test that uses one needs the resolved options; and their definitions, as an
+# item sees them, decide its images and scores beyond the case itself.
+HARNESS_FIXTURES = frozenset(
+    {"t2i_settings", "t2i_pipeline", "_t2i_pipeline_handle", "clip_scorer", "imagenet_classifier"}
+)
 
 
 def fixture_context(item: pytest.Item, fallback: Hashable) -> Hashable:
@@ -105,7 +108,7 @@ def fixture_context(item: pytest.Item, fallback: Hashable) -> Hashable:
     """
     try:
         manager = item.session._fixturemanager
-        names = sorted(set(getattr(item, "fixturenames", ())) | set(CONTEXT_FIXTURES))
+        names = sorted(set(getattr(item, "fixturenames", ())) | HARNESS_FIXTURES)
         return tuple((name, tuple(map(id, manager.getfixturedefs(name, item) or ()))) for name in names)
     except Exception:
         return fallback

@@ -10,7 +10,7 @@ import pytest
 from harness import baseline, check_mode
 from harness.atomic import remove_interrupted_writes
 from harness.collect import CaseFile, CaseItem, is_case_file
-from harness.fixtures import fixture_context
+from harness.fixtures import HARNESS_FIXTURES, fixture_context
 from harness.models import MissingModelError
 from harness.options import add_options, check_options, model_ref
 from harness.report import ENVIRONMENT_PROPERTY, RECORD_PROPERTY, HtmlReportHooks, record_of
@@ -104,9 +104,6 @@ def pytest_report_collectionfinish(config: pytest.Config, items: list[pytest.Ite
     if not state.resolved or _is_xdist_controller(config) or config.get_verbosity() < 0:
         return []
     return _settings_lines(state)
-
-
-HARNESS_FIXTURES = frozenset({"t2i_settings", "t2i_pipeline", "clip_scorer", "imagenet_classifier"})
 
 
 def _uses_harness(item: pytest.Item) -> bool:

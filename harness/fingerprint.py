@@ -41,11 +41,7 @@ def pipeline_fingerprint(pipeline: Any, model_ref: str, revision: str) -> dict[s
     import torch
     import transformers
 
-    local = Path(model_ref).expanduser()
-    if local.is_dir():
-        model, revision = LOCAL_MODEL, f"sha256:{directory_fingerprint(local)}"
-    else:
-        model = model_ref
+    model, revision = model_identity(model_ref, revision)
     scheduler = pipeline.scheduler
     # Why each field is in the key:
     # - model, revision: the weights and configs (a hub commit is immutable; a local dir is hashed);
@@ -67,6 +63,14 @@ def pipeline_fingerprint(pipeline: Any, model_ref: str, revision: str) -> dict[s
         "transformers": transformers.__version__,
         "torch": torch.__version__,
     }
+
+
+def model_identity(model_ref: str, revision: str) -> tuple[str, str]:
+    """(model, revision) for cache keys: a hub repo id and its commit, or a local dir by its content."""
+    local = Path(model_ref).expanduser()
+    if local.is_dir():
+        return LOCAL_MODEL, f"sha256:{directory_fingerprint(local)}"
+    return model_ref, revision
 
 
 @dataclass(frozen=True)

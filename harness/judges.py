@@ -6,7 +6,7 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-from harness.fingerprint import LOCAL_MODEL, directory_fingerprint, file_digest
+from harness.fingerprint import file_digest, model_identity
 from harness.models import ModelInfo
 from harness.options import Settings
 from harness.score_cache import judge_digest
@@ -14,13 +14,14 @@ from harness.score_cache import judge_digest
 
 def clip_judge(settings: Settings, model: Any, info: ModelInfo) -> str | None:
     """CLIP's image tower: weights and preprocessor config (a hub commit, or a local dir's content)."""
-    source = _model_source(settings.clip_model, info.revision)
-    if source is None:
+    source, revision = model_identity(settings.clip_model, info.revision)
+    if revision == "unknown":  # a hub model whose commit cannot be read: no safe key
         return None
     return judge_digest(
         {
             "judge": "clip image embedding",
-            **source,
+            "model": source,
+            "revision": revision,
             "dtype": str(model.dtype),
             # cpu, cuda and mps kernels round differently; two GPUs of one type are interchangeable.
             "device": settings.device.split(":")[0],
@@ -47,12 +48,3 @@ def resnet_judge(settings: Settings, model: Any, transforms: Any, info: ModelInf
             "torch": version("torch"),
         }
     )
-
-
-def _model_source(ref: str, revision: str) -> dict[str, str] | None:
-    local = Path(ref)
-    if local.is_dir():
-        return {"model": LOCAL_MODEL, "revision": f"sha256:{directory_fingerprint(local)}"}
-    if revision == "unknown":  # a hub model whose commit cannot be read: no safe key
-        return None
-    return {"model": ref, "revision": revision}

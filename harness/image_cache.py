@@ -50,7 +50,11 @@ def cache_key(fingerprint: dict[str, str], request: GenerationRequest) -> str:
     fields = dataclasses.asdict(request)
     # YAML may give 7 or 7.0 for the same guidance, and both guide identically.
     fields["guidance_scale"] = float(fields["guidance_scale"])
-    payload = {"format": KEY_FORMAT, "model": dict(fingerprint), "request": fields}
+    return json_digest({"format": KEY_FORMAT, "model": dict(fingerprint), "request": fields})
+
+
+def json_digest(payload: dict[str, Any]) -> str:
+    """sha256 hex of ``payload`` as canonical JSON (sorted keys, no spaces, UTF-8): a cache key."""
     text = json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 

@@ -10,14 +10,13 @@ Text embeddings are not stored: labels are what users edit, and they are cheap.
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness.atomic import atomic_write_bytes
 from harness.cache_maintenance import touch
-from harness.image_cache import pixel_digest
+from harness.image_cache import json_digest, pixel_digest
 
 if TYPE_CHECKING:
     import numpy as np
@@ -31,8 +30,7 @@ _KEY_PATTERN = re.compile(r"[0-9a-f]{64}\Z")
 
 def judge_digest(identity: dict[str, str]) -> str:
     """sha256 hex of a judge's identity (model, weights, preprocessing, dtype, device, library versions)."""
-    text = json.dumps(identity, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+    return json_digest(identity)
 
 
 def image_digest(image: Image.Image) -> str:

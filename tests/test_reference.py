@@ -43,19 +43,27 @@ def test_scores_equal_the_seed_notes_formula(
     resnet = resnet50()
     resnet.load_state_dict(load_file(str(tiny_models.resnet_path)))
     resnet.eval()
+    images = []
     for record in records:
         with Image.open(pytester.path / "reports" / record["image"]) as png:
-            image = png.convert("RGB")
-        # The seed notes, line for line.
-        inputs = processor(text=labels, images=image, return_tensors="pt", padding=True)
-        with torch.no_grad():
-            outputs = model(**inputs)
-            probs = outputs.logits_per_image.softmax(dim=1)
-            logits = resnet(weights.transforms()(image).unsqueeze(0))
+            images.append(png.convert("RGB"))
+    # The seed notes, line for line, on the batch the harness scored: both seeds of the case in one
+    # CLIP forward and one ResNet forward. fp32 convolutions and matmuls round differently by batch
+    # size and CPU kernel (AVX2 vs AVX-512), so a reference computed one image at a time may differ
+    # from the harness's in the 6th digit; at the same batch composition the kernels are the same.
+    inputs = processor(text=labels, images=images, return_tensors="pt", padding=True)
+    with torch.no_grad():
+        outputs = model(**inputs)
+        probs = outputs.logits_per_image.softmax(dim=1)
+        logits = resnet(torch.stack([weights.transforms()(image) for image in images]))
+    resnet_probs = logits.softmax(dim=1)
+    for row, record in enumerate(records):
         assert record["clip"]["labels"] == labels
-        assert np.abs(np.array(record["clip"]["probs"]) - probs[0].numpy()).max() <= 1e-6
-        assert record["resnet"]["top"][0][0] == weights.meta["categories"][int(logits.argmax())]
-        assert record["resnet"]["top"][0][1] == pytest.approx(float(logits.softmax(dim=1).max()), abs=1e-6)
+        # 1e-7: the harness runs the text and image towers in separate calls (the text once per label set)
+        # and normalizes as CLIPModel.forward does; same shapes, so equal up to the last float32 bit.
+        assert np.abs(np.array(record["clip"]["probs"]) - probs[row].numpy()).max() <= 1e-7
+        assert record["resnet"]["top"][0][0] == weights.meta["categories"][int(logits[row].argmax())]
+        assert record["resnet"]["top"][0][1] == pytest.approx(float(resnet_probs[row].max()), abs=1e-7)
 
 
 def test_images_equal_a_plain_diffusers_call(
@@ -79,14 +87,35 @@ def test_batched_seeds_equal_one_seed_at_a_time(tiny_models: TinyModels) -> None
     pipe = AutoPipelineForText2Image.from_pretrained(tiny_models.pipeline_dir, use_safetensors=True)
     pipe.set_progress_bar_config(disable=True)
     requests = [GenerationRequest("a red fox in snow", "blurry", seed, 3, 7.5, None, None) for seed in (0, 1, 7)]
-    batched = generate(pipe, requests)
-    for request, together in zip(requests, batched, strict=True):
+
+    def floats(batch: list[GenerationRequest]) -> np.ndarray:
+        # The pipeline's float output for the same call generate() makes, before 8-bit rounding.
+        return pipe(
+            prompt=[r.prompt for r in batch],
+            negative_prompt=[r.negative_prompt for r in batch],
+            num_inference_steps=3,
+            guidance_scale=7.5,
+            generator=[torch.Generator("cpu").manual_seed(r.seed) for r in batch],
+            output_type="np",
+        ).images
+
+    batched, batched_floats = generate(pipe, requests), floats(requests)
+    for index, (request, together) in enumerate(zip(requests, batched, strict=True)):
         (alone,) = generate(pipe, [request])
+        alone_floats = floats([request])[0]
         a, b = np.asarray(together.image, dtype=np.int16), np.asarray(alone.image, dtype=np.int16)
-        # CPU BLAS picks a different kernel for a batch of 3 than for 1; the float images differ
-        # by ~1e-6, so an 8-bit pixel may round differently, by one level at most.
+        # CPU BLAS and oneDNN pick other kernels for a batch of 3 than for 1 (and AVX2 others than
+        # AVX-512): the float images differ in the last digits (measured: up to 2.6e-6 on AVX2). 1e-4 is
+        # far above any kernel's rounding and far below a real change (one 8-bit level is 3.9e-3).
+        drift = float(np.abs(batched_floats[index] - alone_floats).max())
+        assert drift <= 1e-4
+        # So an 8-bit pixel may round the other way, by one level, and only where the float value lies
+        # within that drift of a rounding boundary: the bound follows from the measured drift, whatever
+        # the CPU.
         assert np.abs(a - b).max() <= 1
-        assert (a != b).mean() < 0.001
+        scaled = alone_floats * 255
+        near_boundary = np.abs(scaled - np.floor(scaled) - 0.5) <= drift * 255 + 1e-4
+        assert not ((a != b) & ~near_boundary).any()
     assert not np.array_equal(np.asarray(batched[0].image), np.asarray(batched[1].image))
 
 

@@ -558,11 +558,12 @@ class BaselinePlugin:
         from harness.state import get_state
 
         state = get_state(self.config)
-        files = {str(record["file"]) for record in state.finished}
+        records = list(state.finished.values())
+        files = {str(record["file"]) for record in records}
         self.saved = save_baseline(
             self.settings.root,
             self.settings.save,
-            state.finished,
+            records,
             state.environment,
             {f: self._item_keys(f) for f in files},
         )
@@ -581,7 +582,7 @@ class BaselinePlugin:
 
         if self.settings.compare is not None:
             counts = dict.fromkeys(STATUSES, 0)
-            for record in get_state(self.config).finished:
+            for record in get_state(self.config).finished.values():
                 baseline = record.get("baseline")
                 if baseline:
                     counts[baseline["status"]] += 1

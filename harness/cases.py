@@ -53,6 +53,9 @@ class ClipCheck:
     expect: str
     distractors: tuple[str, ...]
     min_prob: float | None = None
+    # Where each label is written (intended first), for problems found after parsing (e.g. too long
+    # for CLIP's text encoder); not part of the check's identity.
+    label_lines: tuple[int, ...] = field(default=(), compare=False)
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -606,6 +609,7 @@ class _CaseFileParser:
             expect=expect.raw,
             distractors=tuple(label for label, _ in distractors),
             min_prob=None if min_prob.raw is None else float(min_prob.raw),
+            label_lines=(expect.line, *(label_line for _, label_line in distractors)),
         )
 
     def _resnet(self, raw: YamlMap, owner: _Owner) -> ResnetCheck | None:

@@ -95,8 +95,15 @@ class CaseCheckFailed(AssertionError):
     """A case whose image did not pass; the message is the table, shown without a traceback."""
 
 
-def failure_message(clip: ClipVerdict | None, resnet: ResnetVerdict | None, fault: str | None = None) -> str:
+def failure_message(
+    clip: ClipVerdict | None,
+    resnet: ResnetVerdict | None,
+    fault: str | None = None,
+    unscored: Sequence[str] = (),
+) -> str:
+    """The failing item's message: why it has no image, or each verdict's table and each check not computed."""
     if fault is not None:
         return f"image not scored: {fault}"
     parts = [v.explain() for v in (clip, resnet) if v is not None]
+    parts += [f"not scored: {why}" for why in unscored]
     return "\n".join(parts)

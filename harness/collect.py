@@ -15,7 +15,7 @@ from harness.checks import CaseCheckFailed
 from harness.fixtures import is_own_fixture
 from harness.prompt_length import PromptTruncatedWarning
 from harness.results import ItemRecord
-from harness.runner import Judges, apply_to_record
+from harness.runner import CacheWriteWarning, Judges, apply_to_record, describe_error
 from harness.state import get_state
 
 if TYPE_CHECKING:
@@ -114,6 +114,11 @@ def _test_function(case: Case) -> Any:
     return _run_with_resnet if case.resnet is not None else _run_clip_only
 
 
+def seed_keyword(seed: int) -> str:
+    """The `-k` word that selects one seed: `pytest cases/ -k "owl and [seed1]"`."""
+    return f"[seed{seed}]"
+
+
 class CaseItem(pytest.Function):
     """One case at one seed. A pytest.Function, so it gets fixtures like any test."""
 
@@ -122,6 +127,9 @@ class CaseItem(pytest.Function):
         self.case = case
         self.seed = seed
         self._structure_node_id()
+        # `-k` cannot parse "seed=1" ('=' is not part of its words) and matches substrings, so
+        # "seed1" would also select seed 10: "[seed1]" is exact and valid in a -k expression.
+        self.extra_keyword_matches.add(seed_keyword(seed))
         for tag in case.tags:
             self.add_marker(tag)
         if case.skip is not None:
@@ -160,14 +168,18 @@ class CaseItem(pytest.Function):
         state = get_state(self.config)
         record = state.records.setdefault(self.nodeid, self.new_record())
         scored = state.runner.scored(self.case_key, self.case, self.seed, handle, clip_scorer, classifier, judges)
-        apply_to_record(record, scored, state.report_dir)
+        apply_to_record(record, scored, state.report_dir, self.case)
 
     def reportinfo(self) -> tuple[Path, int, str]:
         return self.path, self.case.line - 1, f"{self.case.id}[seed={self.seed}]"
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> Any:
-        if isinstance(excinfo.value, (CaseCheckFailed, PromptTruncatedWarning)):
-            file = self.parent.nodeid if self.parent is not None else self.path.name
-            where = f"{file}:{self.case.line}: case {self.case.id!r}, seed {self.seed}"
+        file = self.parent.nodeid if self.parent is not None else self.path.name
+        where = f"{file}:{self.case.line}: case {self.case.id!r}, seed {self.seed}"
+        if isinstance(excinfo.value, (CaseCheckFailed, PromptTruncatedWarning, CacheWriteWarning)):
             return f"{where}\n{excinfo.value}"
+        if isinstance(excinfo.value, pytest.fail.Exception):
+            # E.g. pytest-timeout's "Timeout (>10.0s)": raised wherever the item was, deep in a pipeline
+            # call, where a traceback would print every frame's tensors.
+            return f"{where}\n{excinfo.value}\n{describe_error(excinfo.value)}"
         return super().repr_failure(excinfo)

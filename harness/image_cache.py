@@ -69,6 +69,7 @@ class ImageCache:
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
+        self.write_error: str | None = None  # set by the first write that failed; later puts are skipped
 
     def path_for(self, key: str) -> Path:
         """Where the entry for ``key`` lives; sharded so no folder holds more than 1/256 of the cache."""
@@ -98,12 +99,15 @@ class ImageCache:
             touch(path)  # for `python -m harness cache --prune-unused-days`
         return image
 
-    def put(self, key: str, image: Image.Image, meta: dict[str, Any]) -> Path:
+    def put(self, key: str, image: Image.Image, meta: dict[str, Any]) -> Path | None:
         """Store ``image`` (8-bit RGB) under ``key``, replacing any entry, and return its path.
 
         ``meta`` (JSON-serializable) is kept in the PNG for people inspecting the cache, e.g. the
-        prompt and seed; reads never depend on it.
+        prompt and seed; reads never depend on it. A cache that cannot be written (read-only or full)
+        is not an error of the item: ``write_error`` says why, and the run goes on storing nothing.
         """
+        if self.write_error is not None:
+            return None
         from PIL import Image
         from PIL.PngImagePlugin import PngInfo
 
@@ -121,8 +125,20 @@ class ImageCache:
         # Saved from the raw pixels so nothing but them and the chunks above (no ICC profile or
         # other metadata the source image carried) ends up in the entry.
         Image.frombytes(MODE, image.size, raw).save(buffer, format="PNG", pnginfo=info)
-        atomic_write_bytes(path, buffer.getvalue())
+        try:
+            atomic_write_bytes(path, buffer.getvalue())
+        except OSError as exc:
+            self.write_error = unwritable_cache_message(self.root, exc)
+            return None
         return path
+
+
+def unwritable_cache_message(root: Path, exc: OSError) -> str:
+    return (
+        f"t2i: the cache {root} cannot be written ({exc.strerror or exc}); the run goes on without storing "
+        "new images or scores (entries already there are still read). Fix: make it writable or free space, or "
+        "pass --t2i-no-cache or another --t2i-cache-dir."
+    )
 
 
 def pixel_digest(size: tuple[int, int], raw: bytes) -> str:

@@ -67,8 +67,10 @@ _CASE_SCOPE_KEY = pytest.StashKey[bool]()
 
 
 def pytest_cmdline_main(config: pytest.Config) -> None:
-    if config.getoption("t2i_check") and getattr(config.option, "htmlpath", None):
-        # A check runs nothing: it must not replace the last real run's report with an empty one.
+    runs_nothing = config.getoption("t2i_check") or config.getoption("collectonly", False)
+    if runs_nothing and getattr(config.option, "htmlpath", None):
+        # A check or --collect-only runs nothing: it must not replace the last real run's report
+        # with an empty one.
         config.option.htmlpath = None
     # With -n and no explicit --dist, keep each case's seeds on one worker (one pipeline call).
     explicit = any(arg == "--dist" or arg.startswith(("--dist=", "-d")) for arg in config.invocation_params.args)
@@ -96,7 +98,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     # The first point where it is known that this run needs the models: resolve the rest of the
     # options (imports torch) before any item runs, so a bad value is still one usage error.
     if not config.getoption("t2i_check") and any(_uses_harness(item) for item in items):
-        get_state(config).settings  # noqa: B018
+        state = get_state(config)
+        state.settings  # noqa: B018
+        if not config.getoption("collectonly", False) and not hasattr(config, "workerinput"):
+            # Found now, not after the whole run has been generated and scored.
+            problem = state.output.check_writable()
+            if problem is not None:
+                raise pytest.UsageError(problem)
 
 
 def pytest_report_collectionfinish(config: pytest.Config, items: list[pytest.Item]) -> list[str]:
@@ -168,6 +176,25 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     return report
 
 
+# The plugin's model fixtures (harness.fixtures): session-scoped, so pytest keeps a failed setup's
+# exception and raises it again for every later item.
+_MODEL_FIXTURES = frozenset({"t2i_pipeline", "clip_scorer", "imagenet_classifier"})
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_fixture_setup(fixturedef: pytest.FixtureDef[Any], request: pytest.FixtureRequest) -> Any:
+    try:
+        return (yield)
+    except pytest.fail.Exception:
+        # A load interrupted by an item's time limit (pytest-timeout fails the item there) says nothing
+        # about the model: forget it, so the next item loads again instead of failing with this timeout.
+        # `cached_result` is pytest's own record of the setup; without it pytest re-raises as before.
+        if fixturedef.argname in _MODEL_FIXTURES and getattr(fixturedef.func, "__module__", "") == "harness.fixtures":
+            if hasattr(fixturedef, "cached_result"):
+                fixturedef.cached_result = None
+        raise
+
+
 def _missing_model_text(config: pytest.Config, error: MissingModelError) -> str:
     # The full paragraph once; every later item that needed the same model gets one line.
     seen = get_state(config).errors_seen
@@ -186,18 +213,30 @@ class ResultsRecorder:
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         record = record_of(report)
-        if record is None:
+        if record is None or report.outcome == "rerun":  # pytest-rerunfailures: not the item's final result
             return
         state = get_state(self.config)
         for name, value in report.user_properties:
             if name == ENVIRONMENT_PROPERTY and isinstance(value, dict):
                 state.environment.update(value)
-        state.finished.append(record)
+        state.finished[str(record["id"])] = record
         self.writer.add(record)
         # Rewritten after every item (atomically), so an interrupted run leaves a valid file.
-        self.writer.write(state.environment)
+        self._write(state)
+
+    def _write(self, state: HarnessState) -> None:
+        state.output.write(self.writer.path, self.writer.text(state.environment).encode("utf-8"))
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         state = get_state(self.config)
         if state.finished:
-            self.writer.write(state.environment)
+            self._write(state)
+        if state.output.problem is not None and session.exitstatus == pytest.ExitCode.OK:
+            # The verdicts are fine, but the files people review are not: the run must not look green.
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        problem = get_state(self.config).output.problem
+        if problem is not None:
+            terminalreporter.write_sep("=", "t2i: report dir not written", red=True, bold=True)
+            terminalreporter.write_line(problem)

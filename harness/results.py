@@ -98,20 +98,25 @@ class ResultsWriter:
 
     def __init__(self, report_dir: Path) -> None:
         self.path = report_dir / RESULTS_FILE
-        self._encoded: list[str] = []
+        # By node id, in the order items first finished: an item run again (pytest-rerunfailures)
+        # replaces its record.
+        self._encoded: dict[str, str] = {}
 
     def add(self, record: dict[str, Any]) -> None:
         # At depth 2 of the document: inside the top-level object, inside the "results" list.
-        self._encoded.append(_indented(_dumps(record), "    "))
+        self._encoded[str(record["id"])] = _indented(_dumps(record), "    ")
 
-    def write(self, environment: dict[str, str]) -> Path:
-        results = "[\n" + ",\n".join(self._encoded) + "\n  ]" if self._encoded else "[]"
-        text = (
+    def text(self, environment: dict[str, str]) -> str:
+        encoded = list(self._encoded.values())
+        results = "[\n" + ",\n".join(encoded) + "\n  ]" if encoded else "[]"
+        return (
             f'{{\n  "version": {_dumps(FORMAT_VERSION)},\n'
             f'  "environment": {_indented(_dumps(environment), "  ", first=False)},\n'
             f'  "results": {results}\n}}\n'
         )
-        atomic_write_text(self.path, text)
+
+    def write(self, environment: dict[str, str]) -> Path:
+        atomic_write_text(self.path, self.text(environment))
         return self.path
 
 

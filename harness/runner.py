@@ -10,15 +10,16 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Hashable
+import warnings
+from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from harness.atomic import atomic_write_bytes
 from harness.checks import CaseCheckFailed, ClipVerdict, ResnetVerdict, failure_message, judge_clip, judge_resnet
 from harness.generate import GeneratedImage, GenerationRequest, generate
 from harness.prompt_length import truncation_notes, warn_truncated
+from harness.report_dir import ReportDir
 from harness.results import ItemRecord
 
 if TYPE_CHECKING:
@@ -37,6 +38,8 @@ _UNSAFE_PATH_CHARS = re.compile(r"[^A-Za-z0-9_.-]+")
 _MAX_GROUP_FACTOR = 4
 # Items grouped for a first batch before `auto` has seen the device (all-cached groups never need it).
 _GROUP_BEFORE_AUTO = 4
+
+JUDGE_NAMES = {"clip": "CLIP", "resnet": "ResNet-50"}
 
 CaseKey = tuple[str, str]  # (case file node id, case id)
 ItemKey = tuple[CaseKey, int]  # ... and the seed
@@ -87,6 +90,7 @@ class ScoredImage:
     notes: list[str] = field(default_factory=list)  # e.g. a prompt the text encoder truncates
     cached: bool = False
     cache_key: str | None = None
+    errors: dict[str, str] = field(default_factory=dict)  # check ("clip", "resnet") -> why it has no verdict
 
 
 @dataclass
@@ -101,7 +105,12 @@ class _Pending:
     clip: ClipVerdict | None = None
     resnet: ResnetVerdict | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    errors: dict[str, str] = field(default_factory=dict)  # check -> why scoring this image failed
     _digest: str | None = None
+
+    @property
+    def scorable(self) -> bool:
+        return self.generated.image is not None
 
     def digest(self) -> str:
         """The image's pixel sha256, the score cache's key: computed once, for both judges."""
@@ -117,24 +126,32 @@ def image_path(report_dir: Path, file_nodeid: str, case_id: str, seed: int) -> P
     """Where an item's PNG goes: built from the validated id and the file's own path, never escaping.
 
     The case file's path is mirrored (images/<dir>/<file>.yaml/<id>-seed<N>.png); a path component
-    that is not plain ASCII gets a short hash, so two files never share a folder.
+    that is not plain ASCII, or is too long for a file name, gets a short hash, so two files never
+    share a folder. The path is built lexically and never resolved: the folders are created by
+    harness.atomic as real folders, so a symlink planted under images/ is replaced, not followed.
     """
     parts = [_safe_component(part) for part in file_nodeid.split("/") if part not in ("", ".", "..")]
-    folder = report_dir.joinpath(IMAGES_DIR, *(parts or ["cases"])).resolve()
-    path = (folder / f"{case_id}-seed{seed}.png").resolve()
+    name = f"{case_id}-seed{seed}.png"
     # Ids are validated when the file is parsed; this is the backstop should one ever slip through.
-    if path.parent != folder or not folder.is_relative_to((report_dir / IMAGES_DIR).resolve()):
-        raise ValueError(f"refusing to write an image outside the report dir: {path}")
-    return path
+    if not _SAFE_NAME.match(name):
+        raise ValueError(f"refusing to write an image outside the report dir: {case_id!r}")
+    return report_dir.joinpath(IMAGES_DIR, *(parts or ["cases"]), name)
+
+
+_SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*\Z")
+# Leaves room in a 255-byte file name for the hash suffix, and for harness.atomic's temp names.
+_MAX_COMPONENT = 200
 
 
 def _safe_component(part: str) -> str:
     safe = _UNSAFE_PATH_CHARS.sub("_", part).lstrip(".")
-    if safe == part:
+    if safe == part and len(part) <= _MAX_COMPONENT:
         return part
     import hashlib
 
-    return f"{safe or 'file'}-{hashlib.sha256(part.encode()).hexdigest()[:8]}"
+    return (
+        f"{safe[:_MAX_COMPONENT] or 'file'}-{hashlib.sha256(part.encode('utf-8', 'surrogateescape')).hexdigest()[:8]}"
+    )
 
 
 @dataclass
@@ -146,14 +163,21 @@ class CaseRunner:
     refresh: bool = False  # regenerate even on a cache hit, and overwrite the entry
     batch_size: int | None = None  # None: pick from the device's memory on first use
     same_case_only: bool = False  # batch a case's own seeds only (xdist workers)
+    scores: ScoreCache | None = None  # judge outputs by image; None: always run the judges
+    output: ReportDir | None = None  # where item images go; None: a ReportDir of report_dir
     _plan: list[PlannedItem] = field(default_factory=list)
     _position: dict[ItemKey, int] = field(default_factory=dict)
     _pending: dict[ItemKey, _Pending] = field(default_factory=dict)
     _done: set[ItemKey] = field(default_factory=set)
     _text_embeddings: dict[tuple[Hashable, tuple[str, ...]], Any] = field(default_factory=dict)
+    _label_problems: dict[tuple[Hashable, tuple[str, ...]], str | None] = field(default_factory=dict)
     _warned_cases: set[CaseKey] = field(default_factory=set)
     _all_cached: set[Hashable] = field(default_factory=set)  # contexts whose images are all cached
-    scores: ScoreCache | None = None  # judge outputs by image; None: always run the judges
+    _cache_warned: bool = False
+
+    def __post_init__(self) -> None:
+        if self.output is None:
+            self.output = ReportDir(self.report_dir)
 
     def plan(self, key: CaseKey, case: Case, seed: int, context: Hashable = None) -> None:
         """Register a selected item, in pytest's run order."""
@@ -173,13 +197,22 @@ class CaseRunner:
         """The item's image, generated or from the cache, and its verdicts.
 
         ``judges`` names the scorers for the score cache; None (a scorer from a conftest.py
-        override, say) always runs them.
+        override, say) always runs them. A check that could not be computed on this image says why
+        in ``errors``: it never passes silently.
         """
         judges = judges or Judges()
         item_key = (key, seed)
         planned = self._planned(key, seed) or PlannedItem(key, case, seed)
+        problem = self._label_problem(clip_scorer, planned)
+        if problem is not None and item_key not in self._pending:
+            # A case-file problem (CLIP cannot read the label): nothing to generate for it.
+            self._done.add(item_key)
+            return ScoredImage(None, problem, None, None, {})
         if item_key not in self._pending:
-            self._make_batch(planned, handle, clip_scorer, judges.clip)
+            self._make_batch(planned, handle, clip_scorer)
+        # Every ready image that still needs a judge and sees this one is scored in one forward: the
+        # batch just made, and any image an interrupted item left behind.
+        self._score_clip(clip_scorer, planned.context, judges.clip)
         if case.resnet is not None and classifier is not None:
             self._score_resnet(classifier, planned.context, judges.resnet)
         pending = self._pending.pop(item_key)
@@ -189,7 +222,9 @@ class CaseRunner:
             # warning fails this item only, after the whole batch has been scored.
             self._warned_cases.add(key)
             warn_truncated(case, pending.notes)
-        return self._finish(pending)
+        scored = self._finish(pending)
+        self._warn_if_cache_unwritable()
+        return scored
 
     # -- generation --------------------------------------------------------------------------
 
@@ -219,33 +254,31 @@ class CaseRunner:
         position = self._position.get((key, seed))
         return self._plan[position] if position is not None else None
 
-    def _make_batch(
-        self, first: PlannedItem, handle: PipelineHandle, clip_scorer: ClipScorer, clip_judge: str | None
-    ) -> None:
-        group = self._group(first, handle.fingerprint, self.batch_size or _GROUP_BEFORE_AUTO)
+    def _make_batch(self, first: PlannedItem, handle: PipelineHandle, clip_scorer: ClipScorer) -> None:
+        group = self._group(first, handle.fingerprint, self.batch_size or _GROUP_BEFORE_AUTO, clip_scorer)
 
-        hits: list[tuple[PlannedItem, str | None, Image.Image]] = []
         misses: list[tuple[PlannedItem, str | None]] = []
         for item, cache_key in group:
             image = None
             if self.cache is not None and cache_key is not None and not self.refresh:
                 image = self.cache.get(cache_key)
             if image is not None:
-                hits.append((item, cache_key, image))
+                self._add_pending(item, GeneratedImage(image, None, 0.0), True, cache_key, handle)
             else:
                 misses.append((item, cache_key))
 
-        for item, cache_key, image in hits:
-            self._add_pending(item, GeneratedImage(image, None, 0.0), True, cache_key, handle)
-        generated = self._generate(handle, [item.request for item, _ in misses])
-        for (item, cache_key), result in zip(misses, generated, strict=True):
-            if self.cache is not None and cache_key is not None and result.image is not None:
-                self.cache.put(cache_key, result.image, {"case": item.case.id, "seed": item.seed})
-            self._add_pending(item, result, False, cache_key, handle)
-        self._score_clip(clip_scorer, [self._pending[(item.key, item.seed)] for item, _ in group], clip_judge)
+        # Each chunk's images are kept as soon as its pipeline call returns: should a later chunk be
+        # interrupted (an item's time limit, say), the finished images are never made again.
+        done = 0
+        for results in self._generate(handle, [item.request for item, _ in misses]):
+            for (item, cache_key), result in zip(misses[done : done + len(results)], results, strict=True):
+                if self.cache is not None and cache_key is not None and result.image is not None:
+                    self.cache.put(cache_key, result.image, {"case": item.case.id, "seed": item.seed})
+                self._add_pending(item, result, False, cache_key, handle)
+            done += len(results)
 
     def _group(
-        self, first: PlannedItem, fingerprint: dict[str, str] | None, batch_size: int
+        self, first: PlannedItem, fingerprint: dict[str, str] | None, batch_size: int, clip_scorer: ClipScorer
     ) -> list[tuple[PlannedItem, str | None]]:
         """``first`` and the next planned items that can share its pipeline calls."""
         from harness.image_cache import cache_key
@@ -269,6 +302,8 @@ class CaseRunner:
                 continue
             if self.same_case_only and item.key != first.key:
                 continue
+            if self._label_problem(clip_scorer, item) is not None:
+                continue  # it fails without an image when its turn comes
             key = key_of(item)
             group.append((item, key))
             misses += not self._is_hit(key)
@@ -277,27 +312,40 @@ class CaseRunner:
     def _is_hit(self, key: str | None) -> bool:
         return self.cache is not None and key is not None and not self.refresh and self.cache.path_for(key).is_file()
 
-    def _generate(self, handle: PipelineHandle, requests: list[GenerationRequest]) -> list[GeneratedImage]:
-        """Generate in chunks of the batch size; on out-of-memory, halve it and retry."""
+    def _generate(self, handle: PipelineHandle, requests: list[GenerationRequest]) -> Iterator[list[GeneratedImage]]:
+        """Generate in chunks of the batch size, yielding each chunk's images as its call returns.
+
+        On out-of-memory the batch size is halved and the chunk retried. Any other error in a call of
+        several images is retried one image at a time, so that an error belongs to the image that
+        caused it; an image whose own call fails gets that error as its fault.
+        """
         import torch
 
         if not requests:
-            return []
+            return
         pipeline = handle.get()
         if self.batch_size is None:
             self.batch_size = auto_batch_size(pipeline, requests[0])
-        results: list[GeneratedImage] = []
         done = 0
         while done < len(requests):
             size = self.batch_size or 1
             chunk = requests[done : done + size]
             out_of_memory = False
             try:
-                results.extend(generate(pipeline, chunk))
+                results = generate(pipeline, chunk)
             except (torch.OutOfMemoryError, RuntimeError) as exc:
                 if not _is_out_of_memory(exc):
-                    raise
-                out_of_memory = True
+                    results = self._one_by_one(pipeline, chunk, exc)
+                else:
+                    out_of_memory = True
+            except Exception as exc:
+                results = self._one_by_one(pipeline, chunk, exc)
+            except BaseException:
+                # Interrupted (pytest-timeout's failure, Ctrl-C): the item whose call this is fails. The
+                # rest of the run makes one image per call, so no later item pays for others' images.
+                if len(chunk) > 1:
+                    self.batch_size = 1
+                raise
             if out_of_memory:
                 # Outside the except block: the traceback no longer holds the batch's tensors.
                 _free_device_memory()
@@ -305,8 +353,20 @@ class CaseRunner:
                     # Remembered for the rest of the session: the next batches start smaller.
                     self.batch_size = max(1, size // 2)
                     continue
-                results.append(GeneratedImage(None, _out_of_memory_message(chunk[0]), 0.0))
+                results = [GeneratedImage(None, _out_of_memory_message(chunk[0]), 0.0)]
             done += len(chunk)
+            yield results
+
+    @staticmethod
+    def _one_by_one(pipeline: Any, chunk: list[GenerationRequest], error: Exception) -> list[GeneratedImage]:
+        if len(chunk) == 1:
+            return [GeneratedImage(None, f"the pipeline raised {describe_error(error)}", 0.0)]
+        results = []
+        for request in chunk:
+            try:
+                results.extend(generate(pipeline, [request]))
+            except Exception as exc:
+                results.append(GeneratedImage(None, f"the pipeline raised {describe_error(exc)}", 0.0))
         return results
 
     def _add_pending(
@@ -318,47 +378,92 @@ class CaseRunner:
         pending.timings["generate_s"] = generated.seconds
         self._pending[(item.key, item.seed)] = pending
 
+    def _warn_if_cache_unwritable(self) -> None:
+        if self._cache_warned:
+            return
+        problem = next(
+            (cache.write_error for cache in (self.cache, self.scores) if cache is not None and cache.write_error),
+            None,
+        )
+        if problem is not None:
+            self._cache_warned = True
+            warnings.warn(CacheWriteWarning(problem), stacklevel=2)
+
     # -- scoring ----------------------------------------------------------------------------
 
-    def _score_clip(self, clip_scorer: ClipScorer, batch: list[_Pending], judge: str | None) -> None:
-        scorable = [p for p in batch if p.generated.image is not None]
-        if not scorable:
+    def _label_problem(self, clip_scorer: ClipScorer, item: PlannedItem) -> str | None:
+        """Why CLIP cannot score this case's labels (a label longer than its text encoder reads), or None."""
+        labels = item.case.clip.labels
+        key = (item.context, labels)
+        if key not in self._label_problems:
+            from harness.label_length import overlong_label_problems
+
+            tokenizer = getattr(getattr(clip_scorer, "processor", None), "tokenizer", None)
+            problems = overlong_label_problems(tokenizer, item.case) if tokenizer is not None else []
+            file = item.key[0] or str(item.case.path)
+            self._label_problems[key] = "\n".join(p.format(file) for p in problems) or None
+        return self._label_problems[key]
+
+    def _waiting(self, context: Hashable, check: str) -> list[_Pending]:
+        """Ready images of ``context`` that still lack ``check``'s verdict (and have no error for it)."""
+        return [
+            p
+            for p in self._pending.values()
+            if p.scorable
+            and p.item.context == context
+            and getattr(p, check) is None
+            and check not in p.errors
+            and (check != "resnet" or p.item.case.resnet is not None)
+        ]
+
+    def _score_clip(self, clip_scorer: ClipScorer, context: Hashable, judge: str | None) -> None:
+        waiting = self._waiting(context, "clip")
+        if not waiting:
             return
         started = time.perf_counter()
         width = getattr(getattr(clip_scorer.model, "config", None), "projection_dim", None)
-        image_embeds = self._judged(judge, width, scorable, clip_scorer.image_embeddings)
-        # Rows from the score cache are float32 on the CPU; the round trip is exact for fp16 and bf16.
-        image_embeds = image_embeds.to(clip_scorer.device, clip_scorer.model.dtype)
-        for row, pending in enumerate(scorable):
+        rows = self._judged(judge, width, waiting, clip_scorer.image_embeddings, "clip")
+        for pending in waiting:
+            row = rows.get(id(pending))
+            if row is None:
+                continue  # its error is recorded
             labels = pending.item.case.clip.labels
+            problem = self._label_problem(clip_scorer, pending.item)
+            if problem is not None:
+                pending.errors["clip"] = problem
+                continue
             # Once per distinct label set and CLIP: a folder's conftest.py may bring another CLIP.
             text_key = (pending.item.context, labels)
-            if text_key not in self._text_embeddings:
-                self._text_embeddings[text_key] = clip_scorer.text_embeddings(labels)
-            probs = clip_scorer.probabilities_from(image_embeds[row : row + 1], self._text_embeddings[text_key])
-            pending.clip = judge_clip(pending.item.case.clip, probs[0].tolist())
-        per_image = (time.perf_counter() - started) / len(scorable)
-        for pending in scorable:
+            try:
+                if text_key not in self._text_embeddings:
+                    self._text_embeddings[text_key] = clip_scorer.text_embeddings(labels)
+                # Rows from the score cache are float32 on the CPU; the round trip is exact for fp16 and bf16.
+                image_embeds = row.unsqueeze(0).to(clip_scorer.device, clip_scorer.model.dtype)
+                probs = clip_scorer.probabilities_from(image_embeds, self._text_embeddings[text_key])
+                pending.clip = judge_clip(pending.item.case.clip, probs[0].tolist())
+            except Exception as exc:
+                pending.errors["clip"] = f"CLIP could not score this image: {describe_error(exc)}"
+        per_image = (time.perf_counter() - started) / len(waiting)
+        for pending in waiting:
             pending.timings["clip_s"] = per_image
 
     def _score_resnet(self, classifier: ImagenetClassifier, context: Hashable, judge: str | None) -> None:
         """One ResNet forward for every ready image that still needs ResNet and sees this classifier."""
-        waiting = [
-            p
-            for p in self._pending.values()
-            if p.item.case.resnet is not None
-            and p.resnet is None
-            and p.generated.image is not None
-            and p.item.context == context
-        ]
+        waiting = self._waiting(context, "resnet")
         if not waiting:
             return
         started = time.perf_counter()
-        probs = self._judged(judge, len(classifier.categories), waiting, classifier.probabilities)
+        rows = self._judged(judge, len(classifier.categories), waiting, classifier.probabilities, "resnet")
         per_image = (time.perf_counter() - started) / len(waiting)
-        for row, pending in enumerate(waiting):
+        for pending in waiting:
+            row = rows.get(id(pending))
+            if row is None:
+                continue
             assert pending.item.case.resnet is not None
-            pending.resnet = judge_resnet(pending.item.case.resnet, probs[row].tolist(), classifier.categories)
+            try:
+                pending.resnet = judge_resnet(pending.item.case.resnet, row.tolist(), classifier.categories)
+            except Exception as exc:
+                pending.errors["resnet"] = f"ResNet-50 could not score this image: {describe_error(exc)}"
             pending.timings["resnet_s"] = per_image
 
     def _judged(
@@ -367,42 +472,45 @@ class CaseRunner:
         length: int | None,
         batch: list[_Pending],
         compute: Callable[[list[Image.Image]], torch.Tensor],
-    ) -> torch.Tensor:
-        """``compute`` of the batch's images, one row per image, with rows the score cache holds taken from it.
+        check: str,
+    ) -> dict[int, torch.Tensor]:
+        """``compute`` of the batch's images, by id() of their _Pending, with rows the score cache holds taken from it.
 
-        The rest are computed in one call and stored. Without a cache or a judge, just ``compute``.
+        The rest are computed in one call and stored. Without a cache or a judge, just ``compute``. When
+        the call fails, each image is computed alone, so an error is recorded for the image it belongs
+        to (in ``errors[check]``) and the others are still scored.
         """
         import torch
 
-        images = [p.generated.image for p in batch if p.generated.image is not None]  # all are: callers filter
-        if self.scores is None or judge is None or length is None:
-            return compute(images)
-        digests = [p.digest() for p in batch]
-        rows: list[torch.Tensor | None] = [None] * len(images)
-        if not self.refresh:
-            for index, digest in enumerate(digests):
-                vector = self.scores.get(judge, digest, length)
+        cached: dict[int, torch.Tensor] = {}
+        use_cache = self.scores is not None and judge is not None and length is not None
+        if use_cache and not self.refresh:
+            assert self.scores is not None and judge is not None and length is not None
+            for pending in batch:
+                vector = self.scores.get(judge, pending.digest(), length)
                 if vector is not None:
-                    rows[index] = torch.from_numpy(vector)
-        missing = [index for index, row in enumerate(rows) if row is None]
-        if missing:
-            computed = compute([images[index] for index in missing]).float().cpu()
-            for index, row in zip(missing, computed, strict=True):
-                rows[index] = row
-                self.scores.put(judge, digests[index], row.numpy())
-        return torch.stack([row for row in rows if row is not None])
+                    cached[id(pending)] = torch.from_numpy(vector)
+        missing = [pending for pending in batch if id(pending) not in cached]
+        computed = _isolated(missing, lambda items: compute([p.generated.image for p in items]), check)
+        if use_cache:
+            assert self.scores is not None and judge is not None
+            for pending in missing:
+                if id(pending) in computed:
+                    computed[id(pending)] = computed[id(pending)].float().cpu()
+                    self.scores.put(judge, pending.digest(), computed[id(pending)].numpy())
+        return {**cached, **computed}
 
     def _finish(self, pending: _Pending) -> ScoredImage:
         image = pending.generated.image
         path = None
         if image is not None:
             path = image_path(self.report_dir, pending.item.key[0], pending.item.case.id, pending.item.seed)
+            assert self.output is not None
             entry = self.cache.path_for(pending.cache_key) if self.cache and pending.cache_key else None
-            if entry is not None and entry.is_file():
-                # The cache entry is already a PNG of these pixels: copy it rather than encode again.
-                atomic_write_bytes(path, entry.read_bytes())
-            else:
-                _save_png(image, path)
+            data = _cached_png(entry)
+            # The cache entry is already a PNG of these pixels: copy it rather than encode again.
+            if not self.output.write(path, data if data is not None else _png_bytes(image)):
+                path = None  # the run reports the report dir's problem once
         return ScoredImage(
             image_path=path,
             fault=pending.generated.fault,
@@ -413,7 +521,43 @@ class CaseRunner:
             notes=pending.notes,
             cached=pending.cached,
             cache_key=pending.cache_key,
+            errors=dict(pending.errors),
         )
+
+
+def _isolated(
+    batch: list[_Pending], compute: Callable[[list[_Pending]], torch.Tensor], check: str
+) -> dict[int, torch.Tensor]:
+    """Rows of ``compute(batch)`` by id(); if the call fails, one call per image, errors kept per image."""
+    if not batch:
+        return {}
+    try:
+        return {id(p): row for p, row in zip(batch, compute(batch), strict=True)}
+    except Exception as exc:
+        if len(batch) == 1:
+            batch[0].errors[check] = f"{JUDGE_NAMES[check]} could not score this image: {describe_error(exc)}"
+            return {}
+    rows = {}
+    for pending in batch:
+        rows.update(_isolated([pending], compute, check))
+    return rows
+
+
+def describe_error(exc: BaseException) -> str:
+    """An exception in one line: its type, the start of its message and the innermost place it came from."""
+    import traceback
+
+    text = str(exc).strip().splitlines()
+    message = f"{type(exc).__name__}: {text[0][:300]}" if text else type(exc).__name__
+    frames = traceback.extract_tb(exc.__traceback__) if exc.__traceback__ is not None else []
+    if frames:
+        last = frames[-1]
+        message += f" (at {Path(last.filename).name}:{last.lineno} in {last.name})"
+    return message
+
+
+class CacheWriteWarning(UserWarning):
+    """The image or score cache could not be written: the run goes on without storing entries."""
 
 
 def auto_batch_size(pipeline: Any, request: GenerationRequest) -> int:
@@ -460,19 +604,31 @@ def _out_of_memory_message(request: GenerationRequest) -> str:
     )
 
 
-def _save_png(image: Image.Image, path: Path) -> None:
+def _png_bytes(image: Image.Image) -> bytes:
     import io
 
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
-    atomic_write_bytes(path, buffer.getvalue())
+    return buffer.getvalue()
 
 
-def apply_to_record(record: ItemRecord, scored: ScoredImage, report_dir: Path) -> None:
-    """Copy scores into the record, then raise CaseCheckFailed if the item did not pass."""
+def _cached_png(entry: Path | None) -> bytes | None:
+    if entry is None:
+        return None
+    try:
+        return entry.read_bytes()
+    except OSError:  # deleted or unreadable meanwhile: encode the pixels instead
+        return None
+
+
+def apply_to_record(record: ItemRecord, scored: ScoredImage, report_dir: Path, case: Case) -> None:
+    """Copy scores into the record, then raise CaseCheckFailed unless every check the case declares passed.
+
+    A declared check without a verdict (its judge failed on this image, or never ran) fails the item:
+    an item passes only on scores computed on its own image.
+    """
     if scored.image_path is not None:
         record.image = scored.image_path.relative_to(report_dir).as_posix()
-    record.fault = scored.fault
     record.cached = scored.cached
     record.cache_key = scored.cache_key
     record.warnings.extend(scored.notes)
@@ -483,10 +639,17 @@ def apply_to_record(record: ItemRecord, scored: ScoredImage, report_dir: Path) -
         record.set_clip(scored.clip)
     if scored.resnet is not None:
         record.set_resnet(scored.resnet)
+    declared = {"clip": scored.clip, "resnet": scored.resnet if case.resnet is not None else True}
+    unscored = {
+        check: scored.errors.get(check, f"{JUDGE_NAMES[check]} produced no verdict for this image")
+        for check, verdict in declared.items()
+        if verdict is None
+    }
+    record.fault = scored.fault if scored.fault is not None else "; ".join(unscored.values()) or None
     failed = (
-        scored.fault is not None
+        record.fault is not None
         or (scored.clip is not None and not scored.clip.passed)
         or (scored.resnet is not None and not scored.resnet.passed)
     )
     if failed:
-        raise CaseCheckFailed(failure_message(scored.clip, scored.resnet, scored.fault))
+        raise CaseCheckFailed(failure_message(scored.clip, scored.resnet, scored.fault, list(unscored.values())))

@@ -3,27 +3,29 @@
 A re-run after editing labels, thresholds or top_k shows the same images to the same judges, so it
 should not run ResNet-50 or CLIP's image tower again: on 2 CPU cores, ResNet-50 alone was 28 s of a
 33 s warm run of 400 images. Each entry holds one float32 vector, ResNet-50's class probabilities or
-CLIP's normalized image embedding, followed by its sha256, so a damaged entry is recomputed, never used.
-Text embeddings are not stored: labels are what users edit, and they are cheap.
+CLIP's normalized image embedding, after a header naming the judge and the image digest it was computed
+from, and followed by a sha256 of both: a damaged entry, or one moved to another entry's name, is
+recomputed, never used. Text embeddings are not stored: labels are what users edit, and they are cheap.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness.atomic import atomic_write_bytes
 from harness.cache_maintenance import touch
-from harness.image_cache import json_digest, pixel_digest
+from harness.image_cache import json_digest, pixel_digest, unwritable_cache_message
 
 if TYPE_CHECKING:
     import numpy as np
     from PIL import Image
 
 # Part of every key: bump it when what goes into a key or an entry changes.
-KEY_FORMAT = 1
+KEY_FORMAT = 2
 _DIGEST_BYTES = 32
 _KEY_PATTERN = re.compile(r"[0-9a-f]{64}\Z")
 
@@ -40,10 +42,15 @@ def image_digest(image: Image.Image) -> str:
 
 
 class ScoreCache:
-    """Vectors under ``root``, root/<first two hex digits>/<key>.f32; atomic writes, as the image cache."""
+    """Vectors under ``root``, root/<first two hex digits>/<key>.f32; atomic writes, as the image cache.
+
+    An entry is a one-line JSON header (format, judge, image digest, length), the float32 vector, and
+    a sha256 of both; a read checks all of them against what was asked for.
+    """
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
+        self.write_error: str | None = None  # set by the first write that failed; later puts are skipped
 
     def path_for(self, judge: str, image: str) -> Path:
         for digest in (judge, image):
@@ -53,7 +60,7 @@ class ScoreCache:
         return self.root / key[:2] / f"{key}.f32"
 
     def get(self, judge: str, image: str, length: int) -> np.ndarray | None:
-        """The stored vector, or None when missing, damaged or of another length."""
+        """The stored vector, or None when missing, damaged, of another length or another entry's."""
         import numpy as np
 
         path = self.path_for(judge, image)
@@ -62,9 +69,12 @@ class ScoreCache:
         except OSError:
             return None
         payload, digest = data[:-_DIGEST_BYTES], data[-_DIGEST_BYTES:]
-        if len(payload) != 4 * length or hashlib.sha256(payload).digest() != digest:
+        if hashlib.sha256(payload).digest() != digest:
             return None
-        vector = np.frombuffer(payload, dtype="<f4").copy()
+        header, _, vector_bytes = payload.partition(b"\n")
+        if header != _header(judge, image, length) or len(vector_bytes) != 4 * length:
+            return None
+        vector = np.frombuffer(vector_bytes, dtype="<f4").copy()
         if not np.isfinite(vector).all():
             return None
         touch(path)  # for `python -m harness cache --prune-unused-days`
@@ -73,5 +83,16 @@ class ScoreCache:
     def put(self, judge: str, image: str, vector: Any) -> None:
         import numpy as np
 
-        payload = np.ascontiguousarray(vector, dtype="<f4").tobytes()
-        atomic_write_bytes(self.path_for(judge, image), payload + hashlib.sha256(payload).digest())
+        if self.write_error is not None:
+            return
+        values = np.ascontiguousarray(vector, dtype="<f4")
+        payload = _header(judge, image, values.size) + b"\n" + values.tobytes()
+        try:
+            atomic_write_bytes(self.path_for(judge, image), payload + hashlib.sha256(payload).digest())
+        except OSError as exc:
+            self.write_error = unwritable_cache_message(self.root, exc)
+
+
+def _header(judge: str, image: str, length: int) -> bytes:
+    fields = {"format": KEY_FORMAT, "judge": judge, "image": image, "length": length}
+    return json.dumps(fields, sort_keys=True, separators=(",", ":")).encode("ascii")

@@ -8,6 +8,7 @@ CLIP or ResNet verdict went from pass to fail; an item the baseline does not kno
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import re
@@ -28,6 +29,10 @@ BASELINES_DIR = "baselines"
 FORMAT_VERSION = 1
 DIGITS = 4  # rounding of stored scores: finer than any tolerance worth setting, and no churn in diffs
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*\Z")
+MAX_NAME_LENGTH = 100  # a folder name: well under the file system's 255
+# A baseline file is named after its case file plus ".json"; a longer name is shortened with a hash
+# (the file's own "file" field says which case file it is).
+_MAX_FILE_COMPONENT = 200
 _UNSAFE_PATH_CHARS = re.compile(r"[^A-Za-z0-9_.-]+")
 _EPSILON = 1e-9  # so that a drop of exactly the tolerance passes despite float rounding
 
@@ -326,6 +331,11 @@ class BaselineFile:
 
 
 def validate_name(name: str, where: str) -> str:
+    if len(name) > MAX_NAME_LENGTH:
+        raise BaselineError(
+            f"{where} is {len(name)} characters long; a baseline name names a folder under {BASELINES_DIR}/, "
+            f"so keep it to {MAX_NAME_LENGTH} (e.g. 'main' or 'sd15-euler')."
+        )
     if not NAME_PATTERN.match(name):
         raise BaselineError(
             f"{where}={name!r} is not a baseline name: use letters, digits, '_', '.' and '-', starting with a "
@@ -337,6 +347,9 @@ def validate_name(name: str, where: str) -> str:
 def baseline_path(root: Path, name: str, file: str) -> Path:
     """baselines/NAME/<case file path>.json, built from sanitised parts so that it never escapes."""
     parts = [_UNSAFE_PATH_CHARS.sub("_", part).lstrip(".") or "_" for part in PurePosixPath(file).parts]
+    if parts and len(parts[-1]) > _MAX_FILE_COMPONENT:
+        digest = hashlib.sha256(file.encode("utf-8", "surrogateescape")).hexdigest()[:8]
+        parts[-1] = f"{parts[-1][:_MAX_FILE_COMPONENT]}-{digest}"
     folder = (root / BASELINES_DIR / name).resolve()
     path = folder.joinpath(*parts[:-1], parts[-1] + ".json").resolve() if parts else folder / "_.json"
     if not path.is_relative_to(folder):
@@ -489,9 +502,11 @@ def resolve_baseline_settings(config: pytest.Config) -> BaselineSettings:
     try:
         if save is not None:
             validate_name(save, "--t2i-save-baseline")
+            _check_folder(root, save, "--t2i-save-baseline")
         files: dict[str, BaselineFile] = {}
         if compare is not None:
             validate_name(compare, compare_where)
+            _check_folder(root, compare, compare_where)
             folder = root / BASELINES_DIR / compare
             if folder.is_dir():
                 files = read_baseline_dir(folder)
@@ -506,6 +521,16 @@ def resolve_baseline_settings(config: pytest.Config) -> BaselineSettings:
     return BaselineSettings(root, save, compare, tolerance, files)
 
 
+def _check_folder(root: Path, name: str, where: str) -> None:
+    """Refuse at start-up what would only fail once the whole run is done: a file where a folder must be."""
+    for folder in (root / BASELINES_DIR, root / BASELINES_DIR / name):
+        if folder.exists() and not folder.is_dir():
+            raise BaselineError(
+                f"{where}={name!r}: {folder} is a file, but baselines are kept in a folder of that name. "
+                "Move or rename the file."
+            )
+
+
 class BaselinePlugin:
     """Registered by the harness plugin: judges each case item against the baseline, saves one at the end."""
 
@@ -513,6 +538,7 @@ class BaselinePlugin:
         self.config = config
         self.settings = settings
         self.saved: SaveSummary | None = None
+        self.save_problem: str | None = None
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, None, None]:
@@ -560,13 +586,23 @@ class BaselinePlugin:
         state = get_state(self.config)
         records = list(state.finished.values())
         files = {str(record["file"]) for record in records}
-        self.saved = save_baseline(
-            self.settings.root,
-            self.settings.save,
-            records,
-            state.environment,
-            {f: self._item_keys(f) for f in files},
-        )
+        try:
+            self.saved = save_baseline(
+                self.settings.root,
+                self.settings.save,
+                records,
+                state.environment,
+                {f: self._item_keys(f) for f in files},
+            )
+        except (OSError, BaselineError) as exc:
+            # Raised here, it would stop pytest-html writing the report: say it, and fail the run.
+            detail = f"{exc.strerror or exc} ({exc.filename})" if isinstance(exc, OSError) else str(exc)
+            self.save_problem = (
+                f"t2i baseline {self.settings.save!r} was not saved: {detail}. The run's results.json and report "
+                "are written; fix the cause and run again with --t2i-save-baseline."
+            )
+            if session.exitstatus == pytest.ExitCode.OK:
+                session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
     def _item_keys(self, file: str) -> set[str] | None:
         from harness.cases import CaseFileError, load_case_file
@@ -590,6 +626,8 @@ class BaselinePlugin:
                 f"t2i baseline {self.settings.compare!r} (tolerance {self.settings.tolerance:g}): "
                 + ", ".join(f"{count} {status}" for status, count in counts.items())
             )
+        if self.save_problem is not None:
+            terminalreporter.write_line(self.save_problem, red=True, bold=True)
         if self.saved is not None:
             saved = self.saved
             terminalreporter.write_line(

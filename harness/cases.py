@@ -18,15 +18,21 @@ from harness.yaml_source import YamlList, YamlMap, YamlSyntaxError, parse_yaml
 
 CASE_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*\Z")
 MAX_ID_LENGTH = 100  # an id names an image file: keep well under file-name limits
-# Tags become pytest markers, so they must be valid in a `-m` expression and must not shadow
-# pytest's own markers.
-TAG_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*\Z")
+# Tags become pytest markers, so they must be valid in a `-m` expression, must not shadow pytest's
+# own markers, and must not start with '_' (pytest refuses such marker names).
+TAG_PATTERN = re.compile(r"[A-Za-z][A-Za-z0-9_-]*\Z")
 RESERVED_TAGS = {
     "and", "or", "not", "True", "False", "None",
     "skip", "skipif", "xfail", "parametrize", "usefixtures", "filterwarnings",
 }  # fmt: skip
 MAX_SEED = 2**63
 MAX_STEPS = 10_000
+# The largest side any supported pipeline can use (SDXL works at 1024; upscaled SD 1.5 and SDXL at up
+# to 4096): a typo like 65536 would otherwise try to allocate tens of GB before failing.
+MAX_IMAGE_SIDE = 4096
+# Parsing is pure Python: 10 MB takes seconds; a 50 MB file took 50 s and 0.7 GB. Real suites split
+# into files of a few hundred cases, far below this.
+MAX_CASE_FILE_BYTES = 10 * 2**20
 IMAGENET_CLASSES = 1000
 
 DEFAULT_GUIDANCE_SCALE = 7.5
@@ -126,6 +132,18 @@ class CaseFileError(Exception):
 def load_case_file(path: Path) -> list[Case]:
     """Parse and validate one case file; raise CaseFileError listing every problem."""
     try:
+        size = path.stat().st_size
+        if size > MAX_CASE_FILE_BYTES:
+            raise CaseFileError(
+                path,
+                [
+                    Problem(
+                        1,
+                        f"the file is {size / 2**20:.1f} MB; case files are limited to "
+                        f"{MAX_CASE_FILE_BYTES // 2**20} MB (parsing is slow beyond that): split it into several files",
+                    )
+                ],
+            )
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
         line = exc.object[: exc.start].count(b"\n") + 1
@@ -479,6 +497,14 @@ class _CaseFileParser:
                 owner,
             )
             return _INVALID
+        if raw > MAX_IMAGE_SIDE:
+            self._problem(
+                value.line,
+                f"'{value.name}' is {raw} pixels; the largest size a supported pipeline can use is {MAX_IMAGE_SIDE} "
+                "(SD 1.5 works at 512, SDXL at 1024)",
+                owner,
+            )
+            return _INVALID
         if raw <= 0 or raw % 8:
             below, above = raw // 8 * 8, raw // 8 * 8 + 8
             nearest = f"; the nearest are {below} and {above}" if raw > 8 else "; e.g. 512"
@@ -510,7 +536,7 @@ class _CaseFileParser:
             elif not TAG_PATTERN.match(tag) or tag in RESERVED_TAGS:
                 self._problem(
                     line,
-                    f"invalid tag {tag!r}: tags become pytest markers, so they start with a letter or '_', hold "
+                    f"invalid tag {tag!r}: tags become pytest markers, so they start with a letter, hold "
                     "only letters, digits, '_' and '-', and are none of "
                     + ", ".join(sorted(RESERVED_TAGS))
                     + f"; try {suggested_tag(tag)!r}",

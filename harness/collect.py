@@ -10,34 +10,43 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from harness import check_mode
-from harness.cases import Case, CaseFileError, load_case_file
+from harness.cases import MAX_CASE_FILE_BYTES, Case, CaseFileError, load_case_file
 from harness.checks import CaseCheckFailed
 from harness.fixtures import is_own_fixture
 from harness.prompt_length import PromptTruncatedWarning
 from harness.results import ItemRecord
 from harness.runner import CacheWriteWarning, Judges, apply_to_record, describe_error
 from harness.state import get_state
+from harness.yaml_source import has_top_level_key
 
 if TYPE_CHECKING:
     from harness.pipeline_handle import PipelineHandle
     from harness.scoring import ClipScorer, ImagenetClassifier
 
 CASE_FILE_SUFFIXES = (".yaml", ".yml")
-# Recursing a repository finds CI workflows and compose files too: only a top-level `cases:` key
-# marks a YAML file as ours (a file named on the command line is always ours).
-_CASES_KEY = re.compile(r"^cases\s*:", re.MULTILINE)
+# When parsing cannot answer (a syntax error before the top-level key): a case file with a typo must
+# still be collected, so that its error is shown rather than its cases silently lost.
+_LOOKS_LIKE_CASES = re.compile(r"^\ufeff?(\{\s*)?[\"']?cases[\"']?\s*:", re.MULTILINE)
 
 
 def is_case_file(file_path: Path, config: pytest.Config) -> bool:
+    """A file named on the command line always is; one found by recursion only if its top level has `cases:`.
+
+    Recursing a repository finds CI workflows and compose files too. The top level is read by parsing
+    (a BOM, a quoted key or flow style are still a case file), never by matching text alone.
+    """
     if file_path.suffix not in CASE_FILE_SUFFIXES:
         return False
     if file_path.resolve() in named_on_command_line(config):
         return True
     try:
-        head = file_path.read_text(encoding="utf-8", errors="replace")
+        with open(file_path, "rb") as handle:
+            head = handle.read(MAX_CASE_FILE_BYTES + 1)  # a bigger file is refused when collected
     except OSError:
-        return False
-    return bool(_CASES_KEY.search(head))
+        return True  # collected, so that "cannot read the file" is said rather than its cases lost
+    text = head.decode("utf-8", errors="replace")
+    found = has_top_level_key(text, "cases")
+    return bool(_LOOKS_LIKE_CASES.search(text)) if found is None else found
 
 
 def named_on_command_line(config: pytest.Config) -> set[Path]:

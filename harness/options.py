@@ -220,10 +220,14 @@ def check_options(config: pytest.Config) -> CheckedOptions:
         raise pytest.UsageError(f"{where['t2i_report_dir']}={report_value!r} exists and is not a directory.")
     cache_dir = _given_cache_dir(*values["t2i_cache_dir"], where["t2i_cache_dir"])
 
+    for ini in ("t2i_no_cache", "t2i_refresh"):
+        _flag(config, ini)  # a bad ini value is a usage error now, not a traceback later
+
     batch_value, _ = values["t2i_batch_size"]
     batch_size = None
     if batch_value != "auto":
-        if not batch_value.isdigit() or not 1 <= int(batch_value) <= 256:
+        # ASCII digits only: str.isdigit() also accepts '²', which int() refuses.
+        if not re.fullmatch(r"[0-9]{1,4}", batch_value) or not 1 <= int(batch_value) <= 256:
             raise pytest.UsageError(
                 f"{where['t2i_batch_size']}={batch_value!r} is not a batch size; "
                 "use auto or a whole number from 1 to 256."
@@ -286,7 +290,20 @@ def model_ref(config: pytest.Config) -> str:
 
 def _flag(config: pytest.Config, ini: str) -> bool:
     cli = config.getoption(ini)
-    return bool(cli) if cli is not None else bool(config.getini(ini))
+    if cli is not None:
+        return bool(cli)
+    try:
+        return bool(config.getini(ini))
+    except (ValueError, pytest.UsageError):
+        # pytest's own message ("invalid truth value 'maybe'") names neither the option nor the fix
+        # (pytest < 9 raises ValueError, pytest 9 a UsageError of that text).
+        flag = next(flag for flag, name, _ in FLAGS if name == ini)
+        raw = config.inicfg.get(ini) if hasattr(config, "inicfg") else None
+        shown = f"={getattr(raw, 'value', raw)!r}" if raw is not None else ""
+        raise pytest.UsageError(
+            f"{flag} (ini option {ini}){shown} is not a boolean: use true or false (also accepted: "
+            "yes/no, on/off, 1/0), or leave it out."
+        ) from None
 
 
 def _given_cache_dir(value: str, base: Path, where: str) -> Path | None:

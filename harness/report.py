@@ -129,7 +129,9 @@ class HtmlReportHooks:
         from harness.summary import summary_html
 
         state = get_state(self.config)
-        postfix.append(summary_html(list(state.finished.values()), state.report_dir, self._html_dir(), self._grid_thumbnails))
+        postfix.append(
+            summary_html(list(state.finished.values()), state.report_dir, self._html_dir(), self._grid_thumbnails)
+        )
 
     def pytest_html_results_table_header(self, cells: list[str]) -> None:
         # After "Result" and "Test".

@@ -141,7 +141,11 @@ def parse_yaml(text: str) -> Any:
             raise YamlSyntaxError(loader.tag_problems)
         if node is None:
             return None
-        return _Converter(loader).convert(node)
+        converter = _Converter(loader)
+        document = converter.convert(node)
+        if converter.problems:
+            raise YamlSyntaxError(converter.problems)
+        return document
     except yaml.MarkedYAMLError as exc:
         raise YamlSyntaxError([_syntax_problem(exc)]) from None
     except yaml.YAMLError as exc:
@@ -160,6 +164,7 @@ class _Converter:
         self._count = 0
         self._open: set[int] = set()  # collections being converted, to catch an alias to an ancestor
         self._merge_cache: dict[int, dict[str, tuple[yaml.Node, yaml.Node]]] = {}
+        self.problems: list[YamlProblem] = []  # texts that are not valid Unicode
 
     def convert(self, node: yaml.Node) -> Any:
         self._count += 1
@@ -167,9 +172,10 @@ class _Converter:
         if self._count > _MAX_NODES:
             raise YamlSyntaxError([YamlProblem(line, "the document is too large (alias expansion?)")])
         if isinstance(node, yaml.ScalarNode):
-            if node.tag in _PLAIN_SCALAR_TAGS:
-                return self._loader.construct_object(node, deep=True)
-            return node.value
+            value = self._loader.construct_object(node, deep=True) if node.tag in _PLAIN_SCALAR_TAGS else node.value
+            if isinstance(value, str):
+                self._check_text(value, line)
+            return value
         if id(node) in self._open:
             raise YamlSyntaxError([YamlProblem(line, "an alias refers to a collection that contains it")])
         self._open.add(id(node))
@@ -241,14 +247,27 @@ class _Converter:
         self._merge_cache[id(node)] = pairs
         return pairs
 
-    @staticmethod
-    def _key(key_node: yaml.Node) -> str:
+    def _key(self, key_node: yaml.Node) -> str:
         if not isinstance(key_node, yaml.ScalarNode):
             raise YamlSyntaxError(
                 [YamlProblem(key_node.start_mark.line + 1, "mapping keys must be plain words, such as 'prompt'")]
             )
         # Keys are matched as written: 'yes:' is the key 'yes', not True.
+        self._check_text(key_node.value, key_node.start_mark.line + 1)
         return key_node.value
+
+    def _check_text(self, text: str, line: int) -> None:
+        # A "\ud800" escape gives a lone surrogate: not a character, and no tokenizer, PNG chunk or
+        # JSON writer in the run can encode it.
+        bad = next((char for char in text if "\ud800" <= char <= "\udfff"), None)
+        if bad is not None:
+            problem = YamlProblem(
+                line,
+                f"the text holds U+{ord(bad):04X}, a lone surrogate (from a \\u escape), which is not a character; "
+                "remove it, or write the character itself (or its \\U00XXXXXX escape)",
+            )
+            if problem not in self.problems:
+                self.problems.append(problem)
 
     def _sequence(self, node: yaml.SequenceNode, line: int) -> YamlList:
         seq = YamlList(self.convert(item) for item in node.value)
@@ -256,3 +275,45 @@ class _Converter:
         seq.item_lines = [item.start_mark.line + 1 for item in node.value]
         seq.texts = [item.value if isinstance(item, yaml.ScalarNode) else None for item in node.value]
         return seq
+
+
+def has_top_level_key(text: str, key: str) -> bool | None:
+    """Whether the document's top level is a mapping with ``key``, read from parse events only.
+
+    No node is built and nothing is constructed, and the scan stops at the answer, so recursing a
+    repository through its CI workflows and compose files stays cheap. Keys are compared as YAML reads
+    them ('"cases":' and flow style '{cases: ...}' are the key 'cases'). None: a syntax error came
+    before the answer.
+    """
+    loader_class = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    loader = loader_class(text.removeprefix("\ufeff"))
+    depth = 0
+    expecting_key = False  # at depth 1 of a top-level mapping: is the next node a key?
+    try:
+        while loader.check_event():
+            event = loader.get_event()
+            if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+                if depth == 0 and not isinstance(event, yaml.MappingStartEvent):
+                    return False  # a top-level list
+                depth += 1
+                if depth == 1:
+                    expecting_key = True
+                continue
+            if isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+                depth -= 1
+                if depth == 0:
+                    return False  # the top-level mapping ended without the key
+                if depth == 1:
+                    expecting_key = not expecting_key  # a collection value (or key) at depth 1 ended
+                continue
+            if depth == 1 and isinstance(event, (yaml.ScalarEvent, yaml.AliasEvent)):
+                if expecting_key and isinstance(event, yaml.ScalarEvent) and event.value == key:
+                    return True
+                expecting_key = not expecting_key
+            elif depth == 0 and isinstance(event, yaml.ScalarEvent):
+                return False  # a top-level scalar
+        return False
+    except yaml.YAMLError:
+        return None
+    finally:
+        loader.dispose()

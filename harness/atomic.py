@@ -115,5 +115,5 @@ def remove_interrupted_writes() -> None:
 def _remove(tmp: Path) -> None:
     try:
         os.unlink(tmp)
-    except FileNotFoundError:
+    except OSError:  # already gone, or its folder no longer writable: nothing more to clean
         pass

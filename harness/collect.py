@@ -15,7 +15,7 @@ from harness.checks import CaseCheckFailed
 from harness.fixtures import is_own_fixture
 from harness.prompt_length import PromptTruncatedWarning
 from harness.results import ItemRecord
-from harness.runner import CacheWriteWarning, Judges, apply_to_record, describe_error
+from harness.runner import CacheWriteWarning, Judges, apply_to_record, innermost_frame
 from harness.state import get_state
 from harness.yaml_source import has_top_level_key
 
@@ -190,5 +190,6 @@ class CaseItem(pytest.Function):
         if isinstance(excinfo.value, pytest.fail.Exception):
             # E.g. pytest-timeout's "Timeout (>10.0s)": raised wherever the item was, deep in a pipeline
             # call, where a traceback would print every frame's tensors.
-            return f"{where}\n{excinfo.value}\n{describe_error(excinfo.value)}"
+            interrupted = innermost_frame(excinfo.value)
+            return f"{where}\n{excinfo.value}" + (f" (interrupted {interrupted})" if interrupted else "")
         return super().repr_failure(excinfo)

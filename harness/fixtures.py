@@ -58,8 +58,11 @@ def _t2i_pipeline_handle(request: pytest.FixtureRequest, t2i_settings: Settings)
 
     handle = PipelineHandle(fingerprint=None, model_ref=t2i_settings.model, _load=load)
     if state.runner.cache is None or not is_own_fixture(request, "t2i_pipeline"):
-        # No cache to spare a load, or a pipeline from the user's conftest.py: key it by what it is.
-        handle.fingerprint = loaded_fingerprint(handle.get()) if state.runner.cache is not None else None
+        # No cache to spare a load, or a pipeline from the user's conftest.py: load it now, at setup (a
+        # missing model is an error of setup, and a time limit on the test call alone does not count
+        # the load), and key it by what it is.
+        pipeline = handle.get()
+        handle.fingerprint = loaded_fingerprint(pipeline) if state.runner.cache is not None else None
         return handle
     if state.loaded_pipeline is not None:
         handle.pipeline = state.loaded_pipeline

@@ -188,10 +188,8 @@ def pytest_fixture_setup(fixturedef: pytest.FixtureDef[Any], request: pytest.Fix
     except pytest.fail.Exception:
         # A load interrupted by an item's time limit (pytest-timeout fails the item there) says nothing
         # about the model: forget it, so the next item loads again instead of failing with this timeout.
-        # `cached_result` is pytest's own record of the setup; without it pytest re-raises as before.
         if fixturedef.argname in _MODEL_FIXTURES and getattr(fixturedef.func, "__module__", "") == "harness.fixtures":
-            if hasattr(fixturedef, "cached_result"):
-                fixturedef.cached_result = None
+            fixturedef.finish(request)  # drops pytest's cached exception, as after a scope ends
         raise
 
 

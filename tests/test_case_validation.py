@@ -540,10 +540,10 @@ def test_problems_in_defaults_are_reported_once_not_per_case(tmp_path: Path) -> 
 def test_invalid_tags(tmp_path: Path) -> None:
     text = one_case(
         'id: owl\nprompt: "an owl"\nclip: {expect: "an owl", distractors: ["a hawk"]}\n'
-        "tags:\n  - fast\n  - 2x\n  - skip\n  - 7\n"
+        "tags:\n  - fast\n  - 2x\n  - skip\n  - 7\n  - _private\n"
     )
     rule = (
-        "tags become pytest markers, so they start with a letter or '_', hold only letters, digits, '_' and '-', "
+        "tags become pytest markers, so they start with a letter, hold only letters, digits, '_' and '-', "
         "and are none of False, None, True, and, filterwarnings, not, or, parametrize, skip, skipif, usefixtures, "
         "xfail"
     )
@@ -551,6 +551,68 @@ def test_invalid_tags(tmp_path: Path) -> None:
         f"suite.yaml:7: case 'owl': invalid tag '2x': {rule}; try 't_2x'",
         f"suite.yaml:8: case 'owl': invalid tag 'skip': {rule}; try 't_skip'",
         "suite.yaml:9: case 'owl': each tag must be text, but YAML reads 7 as the number 7; put it in quotes: \"7\"",
+        # pytest refuses marker names that start with '_' (it would fail the whole run at collection).
+        f"suite.yaml:10: case 'owl': invalid tag '_private': {rule}; try 't_private'",
+    ]
+
+
+def test_a_tag_accepted_here_is_accepted_by_pytest(pytester: pytest.Pytester) -> None:
+    pytester.makefile(
+        ".yaml",
+        suite='cases:\n  - id: owl\n    prompt: "an owl"\n    clip: {expect: "an owl", distractors: ["a hawk"]}\n'
+        "    tags: [a, A_b-c, z9]\n",
+    )
+    result = pytester.runpytest("--collect-only", "-q", "-m", "A_b-c or z9", "--strict-markers")
+    assert result.ret == pytest.ExitCode.OK
+    result.stdout.fnmatch_lines(["suite.yaml::owl[[]seed=0[]]"])
+
+
+def test_lone_surrogates_are_refused_on_their_line(tmp_path: Path) -> None:
+    text = one_case(
+        'id: owl\nprompt: "an owl \\ud800"\nclip:\n  expect: "an owl"\n  distractors: ["a \\udfff hawk"]\n'
+    )
+    message = (
+        "the text holds U+{}, a lone surrogate (from a \\u escape), which is not a character; remove it, or write "
+        "the character itself (or its \\U00XXXXXX escape)"
+    )
+    assert problems(tmp_path, text) == [f"suite.yaml:3: {message.format('D800')}", f"suite.yaml:6: {message.format('DFFF')}"]
+
+
+def test_a_lone_surrogate_is_a_collection_error_in_both_modes(pytester: pytest.Pytester) -> None:
+    pytester.makefile(".yaml", suite='cases:\n  - id: owl\n    prompt: "\\ud800"\n    clip: {expect: a, distractors: [b]}\n')
+    for mode, code in (([], pytest.ExitCode.INTERRUPTED), (["--t2i-check"], pytest.ExitCode.TESTS_FAILED)):
+        result = pytester.runpytest("suite.yaml", *mode)
+        assert result.ret == code
+        result.stdout.fnmatch_lines(["*suite.yaml:3: the text holds U+D800, a lone surrogate*"])
+        assert "INTERNALERROR" not in result.stdout.str() and "TypeError" not in result.stdout.str()
+
+
+@pytest.mark.parametrize("side", ["width", "height"])
+def test_sizes_above_the_largest_a_pipeline_can_use_are_refused(tmp_path: Path, side: str) -> None:
+    text = one_case(f'id: owl\nprompt: "an owl"\nclip: {{expect: a, distractors: [b]}}\n{side}: 65536\n')
+    assert problems(tmp_path, text) == [
+        f"suite.yaml:5: case 'owl': '{side}' is 65536 pixels; the largest size a supported pipeline can use is 4096 "
+        "(SD 1.5 works at 512, SDXL at 1024)"
+    ]
+    ok = one_case(f'id: owl\nprompt: "an owl"\nclip: {{expect: a, distractors: [b]}}\n{side}: 4096\n')
+    (tmp_path / "ok.yaml").write_text(ok)
+    assert getattr(load_case_file(tmp_path / "ok.yaml")[0], side) == 4096
+
+
+def test_a_case_file_over_10_mb_is_refused_before_parsing(tmp_path: Path) -> None:
+    import time
+
+    path = tmp_path / "huge.yaml"
+    case = '  - {id: c%d, prompt: "an owl", clip: {expect: a, distractors: [b]}}\n'
+    path.write_text("cases:\n" + "".join(case % i for i in range(170_000)))  # about 11 MB
+    started = time.perf_counter()
+    with pytest.raises(CaseFileError) as info:
+        load_case_file(path)
+    assert time.perf_counter() - started < 1.0  # parsing it would take about 10 s
+    megabytes = path.stat().st_size / 2**20
+    assert [p.format("huge.yaml") for p in info.value.problems] == [
+        f"huge.yaml:1: the file is {megabytes:.1f} MB; case files are limited to 10 MB (parsing is slow beyond that): split it "
+        "into several files"
     ]
 
 

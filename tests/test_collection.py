@@ -62,6 +62,34 @@ def test_unrelated_yaml_is_neither_collected_nor_an_error(pytester: pytest.Pytes
     assert "broken" not in result.stdout.str()
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "\ufeff" + CASES,  # saved with a byte order mark
+        CASES.replace("cases:", '"cases":'),
+        CASES.replace("cases:", "'cases' :"),
+        '{defaults: {seeds: [0, 1]}, cases: [{id: watercolor-owl, prompt: "an owl", clip: {expect: a, '
+        "distractors: [b]}}, {id: teapot, prompt: a teapot, clip: {expect: a, distractors: [b]}}]}",
+        "# a comment first\n---\n" + CASES,
+    ],
+    ids=["bom", "double-quoted-key", "single-quoted-key", "flow-style", "document-marker"],
+)
+def test_every_valid_case_file_is_collected_when_recursing(pytester: pytest.Pytester, text: str) -> None:
+    pytester.mkdir("suite")
+    (pytester.path / "suite" / "animals.yaml").write_text(text, encoding="utf-8")
+    result = pytester.runpytest("--collect-only", "-q", "suite")
+    assert result.ret == pytest.ExitCode.OK
+    result.stdout.fnmatch_lines(["*4 tests collected*"])
+
+
+def test_a_case_file_with_a_syntax_error_is_still_collected_when_recursing(pytester: pytest.Pytester) -> None:
+    pytester.mkdir("suite")
+    (pytester.path / "suite" / "animals.yaml").write_text('cases:\n  - id: owl\n    prompt: "unclosed\n')
+    result = pytester.runpytest("--collect-only", "-q", "suite")
+    assert result.ret == pytest.ExitCode.INTERRUPTED  # an error, never a silently lost file
+    result.stdout.fnmatch_lines(["*suite/animals.yaml:4: YAML syntax error*"])
+
+
 def test_yaml_named_on_the_command_line_is_always_a_case_file(pytester: pytest.Pytester) -> None:
     pytester.makefile(".yaml", broken="prompts:\n  - id: x\n")
     result = pytester.runpytest("broken.yaml")

@@ -294,12 +294,12 @@ def _flag(config: pytest.Config, ini: str) -> bool:
         return bool(cli)
     try:
         return bool(config.getini(ini))
-    except (ValueError, pytest.UsageError):
+    except (ValueError, pytest.UsageError) as exc:
         # pytest's own message ("invalid truth value 'maybe'") names neither the option nor the fix
         # (pytest < 9 raises ValueError, pytest 9 a UsageError of that text).
         flag = next(flag for flag, name, _ in FLAGS if name == ini)
-        raw = config.inicfg.get(ini) if hasattr(config, "inicfg") else None
-        shown = f"={getattr(raw, 'value', raw)!r}" if raw is not None else ""
+        given = re.search(r"invalid truth value (.+)\Z", str(exc))
+        shown = f"={given.group(1)}" if given else ""
         raise pytest.UsageError(
             f"{flag} (ini option {ini}){shown} is not a boolean: use true or false (also accepted: "
             "yes/no, on/off, 1/0), or leave it out."

@@ -214,7 +214,9 @@ def test_bad_case_tolerance_is_a_collection_error(pytester: pytest.Pytester, cli
         ),
     )
     result = pytester.runpytest("suite.yaml")
+    assert result.ret == pytest.ExitCode.INTERRUPTED  # a collection error stops the run before any item
     result.stdout.fnmatch_lines(["*suite.yaml:*: case 'owl': 'tolerance' must be a number in [[]0, 1]*"])
+    assert "passed" not in result.stdout.str()
 
 
 def _scores(prob: float, margin: float, clip_passed: bool = True, resnet_passed: bool | None = None) -> Scores:

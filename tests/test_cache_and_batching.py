@@ -185,14 +185,20 @@ def test_batching_changes_no_image_and_no_verdict(
         assert np.abs(alone - images["8"][item_id]).max() <= 1
 
 
-def test_bad_batch_size_is_a_usage_error(pytester: pytest.Pytester) -> None:
-    result = pytester.runpytest("--t2i-batch-size=0")
-    result.stderr.fnmatch_lines(["ERROR: --t2i-batch-size='0' is not a batch size; use auto or a whole number*"])
+@pytest.mark.parametrize("value", ["0", "257", "²", "٣", "-1", "4.0", " 4"])  # '²', '٣': str.isdigit() says yes
+def test_bad_batch_size_is_a_usage_error(pytester: pytest.Pytester, value: str) -> None:
+    result = pytester.runpytest(f"--t2i-batch-size={value}")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        [f"ERROR: --t2i-batch-size={value!r} is not a batch size; use auto or a whole number from 1 to 256."]
+    )
+    assert "INTERNALERROR" not in result.stderr.str() + result.stdout.str()
 
 
 def test_cache_dir_that_is_a_file_is_a_usage_error(pytester: pytest.Pytester) -> None:
     Path(pytester.path / "afile").write_text("")
     result = pytester.runpytest("--t2i-cache-dir=afile")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["ERROR: --t2i-cache-dir='afile' exists and is not a directory."])
 
 

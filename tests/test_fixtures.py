@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import textwrap
+
+import numpy as np
 import pytest
+from PIL import Image
 
 from conftest import Labels, case_yaml
 
@@ -42,7 +46,7 @@ def test_fixtures_can_be_overridden_in_conftest(
     pytester: pytest.Pytester, model_args: list[str], clip_labels: Labels
 ) -> None:
     # A user swaps the scheduler: the override wraps the plugin's own fixture.
-    pytester.makeconftest(
+    swap = textwrap.dedent(
         """
         import pytest
         from diffusers import EulerDiscreteScheduler
@@ -55,9 +59,19 @@ def test_fixtures_can_be_overridden_in_conftest(
         """
     )
     pytester.makefile(".yaml", suite=_cases(clip_labels, False))
-    result = pytester.runpytest("-s", *model_args)
+    plain = pytester.runpytest("-p", "no:cacheprovider", "--t2i-report-dir=plain", *model_args)
+    pytester.makeconftest(swap)
+    result = pytester.runpytest("-s", "-p", "no:cacheprovider", *model_args)
     assert result.stdout.str().count("scheduler swapped") == 1
-    assert result.parseoutcomes().get("passed", 0) + result.parseoutcomes().get("failed", 0) == 6
+    outcomes = result.parseoutcomes()
+    assert outcomes.get("passed", 0) + outcomes.get("failed", 0) == 6 and "errors" not in outcomes
+    assert plain.ret == pytest.ExitCode.OK
+    # The override was used: every image differs from the plain pipeline's (another sampler).
+    for seed in (0, 1):
+        for n in range(3):
+            name = f"images/suite.yaml/case-{n}-seed{seed}.png"
+            with Image.open(pytester.path / "plain" / name) as a, Image.open(pytester.path / "reports" / name) as b:
+                assert not np.array_equal(np.asarray(a), np.asarray(b)), name
 
 
 def test_plain_python_tests_can_use_the_fixtures(pytester: pytest.Pytester, model_args: list[str]) -> None:

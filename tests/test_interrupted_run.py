@@ -57,5 +57,10 @@ def test_ctrl_c_leaves_valid_report_and_results(
         assert (pytester.path / "reports" / record["image"]).is_file()
     html = (pytester.path / "reports/report.html").read_text()
     assert html.rstrip().endswith("</html>")
+    # ... and it describes exactly the items that finished: their rows and the summary's counts.
+    passed = sum(record["outcome"] == "passed" for record in finished)
+    assert f'data-passed="{passed}" data-run="{len(finished)}" data-total="{len(finished)}"' in html
+    for record in finished:
+        assert record["id"].split("::")[1] in html
     leftovers = [p.name for p in (pytester.path / "reports").rglob("*") if p.name.endswith(".tmp")]
     assert leftovers == []

@@ -39,6 +39,21 @@ def test_bad_ini_value_names_the_ini_option(pytester: pytest.Pytester) -> None:
     result.stderr.fnmatch_lines(["ERROR: --t2i-dtype (ini option t2i_dtype)='fp8' is not a dtype*"])
 
 
+@pytest.mark.parametrize(("ini", "flag"), [("t2i_no_cache", "--t2i-no-cache"), ("t2i_refresh", "--t2i-refresh")])
+def test_a_bad_boolean_ini_value_names_the_option(pytester: pytest.Pytester, ini: str, flag: str) -> None:
+    pytester.makeini(f"[pytest]\n{ini} = maybe\n")
+    result = pytester.runpytest()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        [
+            f"ERROR: {flag} (ini option {ini})='maybe' is not a boolean: use true or false (also accepted: "
+            "yes/no, on/off, 1/0), or leave it out."
+        ]
+    )
+    pytester.makeini(f"[pytest]\n{ini} = yes\n")
+    assert pytester.runpytest().ret == pytest.ExitCode.NO_TESTS_COLLECTED  # a good value is accepted
+
+
 def test_cuda_requested_without_cuda(pytester: pytest.Pytester) -> None:
     import torch
 

@@ -182,6 +182,40 @@ def test_entries_round_trip_and_anything_damaged_is_a_miss(tmp_path: Path) -> No
     assert cache.get(JUDGE, IMAGE, 10) is None
 
 
+@pytest.mark.parametrize("swap", ["image", "judge"])
+def test_an_entry_under_another_entrys_name_is_a_miss(tmp_path: Path, swap: str) -> None:
+    cache = ScoreCache(tmp_path)
+    other_image, other_judge = ("c" * 64, JUDGE) if swap == "image" else (IMAGE, "d" * 64)
+    cache.put(JUDGE, IMAGE, np.zeros(10, dtype=np.float32))
+    cache.put(other_judge, other_image, np.ones(10, dtype=np.float32))
+    mine, theirs = cache.path_for(JUDGE, IMAGE), cache.path_for(other_judge, other_image)
+    data_mine, data_theirs = mine.read_bytes(), theirs.read_bytes()
+    mine.write_bytes(data_theirs)  # swapped: each file is whole and self-consistent, but another key's
+    theirs.write_bytes(data_mine)
+    assert cache.get(JUDGE, IMAGE, 10) is None
+    assert cache.get(other_judge, other_image, 10) is None
+
+
+def test_swapped_entries_in_a_run_are_recomputed_not_reported(
+    pytester: pytest.Pytester, model_args: list[str], clip_labels: Labels
+) -> None:
+    cold_run(pytester, model_args, clip_labels)
+    before = results(pytester)
+    entries = sorted((pytester.path / "cache/scores").rglob("*.f32"))
+    by_length: dict[int, list[Path]] = {}
+    for entry in entries:
+        by_length.setdefault(len(entry.read_bytes()), []).append(entry)
+    for same_kind in by_length.values():  # swap each ResNet entry with another, each CLIP one likewise
+        contents = [entry.read_bytes() for entry in same_kind]
+        for entry, content in zip(same_kind, contents[1:] + contents[:1], strict=True):
+            entry.write_bytes(content)
+    again = run(pytester, model_args)
+    assert again["resnet"] > 0 and again["clip_vision"] > 0  # nothing swapped was believed
+    for item_id, record in results(pytester).items():
+        assert record["resnet"]["top"] == before[item_id]["resnet"]["top"]  # each item's own image's scores
+        assert record["clip"]["probs"] == before[item_id]["clip"]["probs"]
+
+
 @pytest.mark.parametrize("bad", ["../../etc/passwd", "A" * 64, "a" * 63, ""])
 def test_keys_must_be_digests(tmp_path: Path, bad: str) -> None:
     with pytest.raises(ValueError, match="not a sha256 hex digest"):

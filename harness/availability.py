@@ -65,8 +65,10 @@ def hub_offline_reason() -> str | None:
 def probe(url: str, timeout: float = PROBE_TIMEOUT_S) -> Probe:
     """One HEAD request, no retries: any HTTP answer below 500 means the server is reachable."""
     request = urllib.request.Request(url, method="HEAD", headers={"User-Agent": "t2i-harness"})
+    # A new opener reads https_proxy / no_proxy now; urlopen's shared one keeps what it read first.
+    opener = urllib.request.build_opener()
     try:
-        with urllib.request.urlopen(request, timeout=timeout):  # honours https_proxy and no_proxy
+        with opener.open(request, timeout=timeout):
             return Probe(True)
     except urllib.error.HTTPError as exc:
         if exc.code < 500:

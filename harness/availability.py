@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import os
 import threading
-import urllib.error
-import urllib.request
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,6 +62,9 @@ def hub_offline_reason() -> str | None:
 
 def probe(url: str, timeout: float = PROBE_TIMEOUT_S) -> Probe:
     """One HEAD request, no retries: any HTTP answer below 500 means the server is reachable."""
+    import urllib.error
+    import urllib.request  # here, not at import: the plugin loads in every pytest run
+
     request = urllib.request.Request(url, method="HEAD", headers={"User-Agent": "t2i-harness"})
     # A new opener reads https_proxy / no_proxy now; urlopen's shared one keeps what it read first.
     opener = urllib.request.build_opener()

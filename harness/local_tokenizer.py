@@ -136,7 +136,7 @@ def _special_tokens(config: dict[str, Any], files: dict[str, Path]) -> dict[str,
     return tokens
 
 
-def _clip_vocab_and_merges_from_json(path: Path) -> tuple[dict[str, int], list[tuple[str, ...]]]:
+def _clip_vocab_and_merges_from_json(path: Path) -> tuple[dict[str, int], list[tuple[str, str]]]:
     """The vocabulary and merges of a tokenizer.json: all transformers keeps of a CLIP one (it rebuilds the rest)."""
     model = _read_json(path).get("model", {})
     vocab = model.get("vocab")
@@ -144,7 +144,10 @@ def _clip_vocab_and_merges_from_json(path: Path) -> tuple[dict[str, int], list[t
         vocab = {token[0] if isinstance(token, list) else token: i for i, token in enumerate(vocab)}
     if not isinstance(vocab, dict):
         raise ValueError(f"{path.name} has no BPE vocabulary")
-    merges = [tuple(merge.split(" ")) if isinstance(merge, str) else tuple(merge) for merge in model.get("merges", [])]
+    merges = []
+    for merge in model.get("merges", []):  # "a b", or ["a", "b"] in newer files
+        left, right = merge.split(" ", 1) if isinstance(merge, str) else merge
+        merges.append((left, right))
     return vocab, merges
 
 
@@ -181,8 +184,10 @@ def _clip_tokenizer(files: dict[str, Path], special: dict[str, str]) -> Any:
     # transformers registers the special tokens as added tokens (a prompt containing one gets one token).
     tokenizer.add_special_tokens([AddedToken(special[key], special=True) for key in ("bos_token", "eos_token")])
     bos, eos = special["bos_token"], special["eos_token"]
+    bos_id, eos_id = tokenizer.token_to_id(bos), tokenizer.token_to_id(eos)
+    assert bos_id is not None and eos_id is not None  # just added
     tokenizer.post_processor = processors.RobertaProcessing(
-        (eos, tokenizer.token_to_id(eos)), (bos, tokenizer.token_to_id(bos)), trim_offsets=False, add_prefix_space=False
+        (eos, eos_id), (bos, bos_id), trim_offsets=False, add_prefix_space=False
     )
     return tokenizer
 

@@ -164,8 +164,9 @@ def test_cached_models_run_offline_without_a_retry(
     output = result.stdout.str() + result.stderr.str()
     result.assert_outcomes(passed=1)
     assert not any(line in output for line in RETRY_LINES), output
-    # Importing torch and loading the tiny models; one model's retries alone were 23 s (measured: minutes).
-    assert elapsed < 20, elapsed
+    # The retry lines are the check; this catches a silent wait. Importing torch and loading the tiny models
+    # take 8-15 s on 2 loaded cores; one model's retries alone add 23 s (before this change: minutes).
+    assert elapsed < 30, elapsed
     environment = json.loads((pytester.path / "reports/results.json").read_text())["environment"]
     assert environment["t2i pipeline"] == f"stable-diffusion-v1-5/stable-diffusion-v1-5 @ {COMMIT}"
     assert environment["t2i clip"] == f"openai/clip-vit-base-patch32 @ {COMMIT}"

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from harness.local_tokenizer import LocalTokenizer, TokenizerNotFound, load_local_tokenizer
 from harness.prompt_length import truncation_notes, warn_truncated
 
 if TYPE_CHECKING:
@@ -25,19 +26,10 @@ def add_options(parser: pytest.Parser) -> None:
     )
 
 
-def load_cached_tokenizer(model: str) -> Any | None:
+def load_cached_tokenizer(model: str) -> LocalTokenizer | None:
     """The pipeline's tokenizer if it is on disk already (never downloads); None otherwise."""
-    from transformers import AutoTokenizer
-    from transformers.utils import logging as transformers_logging
-
-    verbosity = transformers_logging.get_verbosity()
-    transformers_logging.set_verbosity_error()
-    try:
-        return AutoTokenizer.from_pretrained(model, subfolder="tokenizer", local_files_only=True)
-    except (OSError, ValueError):
-        return None
-    finally:
-        transformers_logging.set_verbosity(verbosity)
+    found = load_local_tokenizer(model, "tokenizer")
+    return found if isinstance(found, LocalTokenizer) else None
 
 
 class CheckMode:
@@ -47,12 +39,7 @@ class CheckMode:
         self.config = config
         self.model = model
         self.cases = 0
-        self._tokenizer: Any = None
-        self._tokenizer_looked_up = False
-
-    @property
-    def tokenizer_found(self) -> bool:
-        return self._tokenizer is not None
+        self._tokenizer: LocalTokenizer | TokenizerNotFound | None = None  # None: not looked up yet
 
     def check_prompts(self, case: Case) -> None:
         """Warn about texts the encoder truncates; called while the case's file is collected.
@@ -61,10 +48,9 @@ class CheckMode:
         becomes a collection error that names the case, as for any other problem in it.
         """
         self.cases += 1
-        if not self._tokenizer_looked_up:
-            self._tokenizer_looked_up = True
-            self._tokenizer = load_cached_tokenizer(self.model)
-        if self._tokenizer is not None:
+        if self._tokenizer is None:
+            self._tokenizer = load_local_tokenizer(self.model, "tokenizer")
+        if isinstance(self._tokenizer, LocalTokenizer):
             warn_truncated(case, truncation_notes(self._tokenizer, case))
 
     @pytest.hookimpl(tryfirst=True)
@@ -74,9 +60,11 @@ class CheckMode:
         return True  # nothing runs in check mode
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
-        prompt_note = (
-            "prompt lengths checked with the cached tokenizer"
-            if self.tokenizer_found
-            else f"prompt lengths not checked: the tokenizer of {self.model} is not cached locally"
-        )
+        tokenizer = self._tokenizer
+        if isinstance(tokenizer, LocalTokenizer):
+            prompt_note = f"prompt lengths checked with the tokenizer in {tokenizer.source}"
+        elif isinstance(tokenizer, TokenizerNotFound):
+            prompt_note = f"prompt lengths not checked: {tokenizer.reason}"
+        else:  # no case was collected
+            prompt_note = "no prompt to check"
         terminalreporter.write_sep("-", f"t2i-check: {self.cases} cases validated; {prompt_note}; no model loaded")

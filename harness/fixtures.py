@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from harness.availability import offline_reason_for
 from harness.fingerprint import files_fingerprint
 from harness.judges import clip_judge, resnet_judge
 from harness.models import ModelInfo, hub_revision, load_clip, load_pipeline, load_resnet
@@ -36,7 +37,7 @@ def t2i_pipeline(pytestconfig: pytest.Config, t2i_settings: Settings) -> Any:
             image = t2i_pipeline("a lighthouse at dusk", num_inference_steps=25).images[0]
             assert image.size == (512, 512)
     """
-    pipeline, info = load_pipeline(t2i_settings)
+    pipeline, info = load_pipeline(t2i_settings, offline_reason_for(pytestconfig, t2i_settings.model))
     _note(pytestconfig, info)
     state = get_state(pytestconfig)
     state.loaded_pipeline = pipeline
@@ -130,10 +131,28 @@ def is_own_fixture(request: pytest.FixtureRequest, name: str) -> bool:
     return getattr(definitions[-1].func, "__module__", None) == __name__
 
 
+def loads_own_fixture(item: pytest.Item, name: str) -> bool:
+    """Whether fixture ``name``, as ``item`` sees it, runs the plugin's own definition.
+
+    True for the plugin's own fixture, and for a conftest.py override that wraps it (requests the fixture it
+    overrides, as in `def t2i_pipeline(t2i_pipeline)`): the plugin's model is loaded either way.
+    """
+    try:
+        definitions = item.session._fixturemanager.getfixturedefs(name, item)  # private: see is_own_fixture
+    except Exception:
+        return False
+    for definition in reversed(definitions or ()):
+        if getattr(definition.func, "__module__", None) == __name__:
+            return True
+        if name not in definition.argnames:  # an override that brings its own
+            return False
+    return False
+
+
 @pytest.fixture(scope="session")
 def clip_scorer(pytestconfig: pytest.Config, t2i_settings: Settings) -> ClipScorer:
     """CLIP (--t2i-clip-model): ``clip_scorer.probabilities(images, labels)`` -> [images, labels]."""
-    model, processor, info = load_clip(t2i_settings)
+    model, processor, info = load_clip(t2i_settings, offline_reason_for(pytestconfig, t2i_settings.clip_model))
     _note(pytestconfig, info)
     judge = clip_judge(t2i_settings, model, info)
     return ClipScorer(model=model, processor=processor, device=t2i_settings.device, info=info, cache_judge=judge)

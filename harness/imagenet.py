@@ -1,13 +1,20 @@
-"""ImageNet-1k class names, as torchvision names them."""
+"""ImageNet-1k class names, as torchvision names them, shipped with the package.
+
+Reading them from torchvision's weights metadata would import torch and torchvision (seconds, and
+hundreds of MB) just to validate case files; tests/test_imagenet_names.py proves the copy equals
+``ResNet50_Weights.IMAGENET1K_V2.meta["categories"]``.
+"""
 
 from __future__ import annotations
 
+import json
 from functools import lru_cache
+from importlib.resources import files
+
+CATEGORIES_FILE = "imagenet_categories.json"
 
 
 @lru_cache(maxsize=1)
 def imagenet_categories() -> tuple[str, ...]:
-    # Read from the weights' metadata (plain Python data): no download, no model.
-    from torchvision.models import ResNet50_Weights
-
-    return tuple(ResNet50_Weights.IMAGENET1K_V2.meta["categories"])
+    text = files("harness").joinpath(CATEGORIES_FILE).read_text(encoding="utf-8")
+    return tuple(json.loads(text))

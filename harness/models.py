@@ -16,11 +16,16 @@ if TYPE_CHECKING:
 
 
 class MissingModelError(Exception):
-    """A model that is neither cached locally nor downloadable; the message says how to fix it."""
+    """A model that is neither cached locally nor downloadable; the message says how to fix it.
 
-    def __init__(self, message: str, *, model: str) -> None:
+    The first item failing with a given ``key`` shows the whole message, later ones ``summary`` only.
+    """
+
+    def __init__(self, message: str, *, model: str, key: str | None = None, summary: str | None = None) -> None:
         super().__init__(message)
         self.model = model
+        self.key = key if key is not None else model
+        self.summary = summary or f"model {model!r} is unavailable (explained at the first item that needed it)"
 
 
 @dataclass(frozen=True)
@@ -52,9 +57,15 @@ def hub_revision(ref: str, probe_file: str) -> str:
     return "unknown"
 
 
-def missing_model_message(role: str, ref: str, option: str, reason: str) -> str:
+def missing_model_message(role: str, ref: str, option: str, reason: str, required: str | None = None) -> str:
+    """Why a hub model or local dir cannot be loaded, and how to fix it; ``required`` is the file that marks it."""
     from huggingface_hub import constants
 
+    if Path(ref).is_dir() and required is not None and not (Path(ref) / required).is_file():
+        return (
+            f"The {role} {ref!r} ({option}) is a directory without {required}, so not a model directory. "
+            f"Point {option} at a directory written by save_pretrained(), or at a Hugging Face repo id."
+        )
     if _looks_like_path(ref) and not Path(ref).exists():
         return (
             f"The {role} {ref!r} ({option}) looks like a local directory, but it does not exist "
@@ -69,19 +80,29 @@ def missing_model_message(role: str, ref: str, option: str, reason: str) -> str:
     )
 
 
+def missing_resnet_message(weights: str, cache: Path, url: str, reason: str) -> str:
+    return (
+        f"The ResNet-50 weights {weights} (--t2i-resnet-weights) are neither in torch's cache "
+        f"({cache}) nor downloadable from here ({reason}). Fix: download {url} "
+        "once to that path (or set TORCH_HOME), or point --t2i-resnet-weights at a local "
+        "state-dict file (.safetensors, .pt or .pth)."
+    )
+
+
 def _short_reason(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0][:200]}" if text else type(exc).__name__
 
 
 @contextlib.contextmanager
-def _explain_missing(role: str, ref: str, option: str):  # type: ignore[no-untyped-def]
+def _explain_missing(role: str, ref: str, option: str, offline_reason: str | None = None):  # type: ignore[no-untyped-def]
     try:
         yield
     except (OSError, ValueError) as exc:
         # huggingface_hub and transformers raise OSError subclasses (or ValueError for malformed ids)
         # when a model is neither cached nor reachable.
-        raise MissingModelError(missing_model_message(role, ref, option, _short_reason(exc)), model=ref) from exc
+        reason = offline_reason if offline_reason is not None else _short_reason(exc)
+        raise MissingModelError(missing_model_message(role, ref, option, reason), model=ref) from exc
 
 
 @contextlib.contextmanager
@@ -105,31 +126,42 @@ def _quiet_loading():  # type: ignore[no-untyped-def]
             module.enable_progress_bar()
 
 
-def load_pipeline(settings: Settings) -> tuple[Any, ModelInfo]:
-    """A diffusers text-to-image pipeline on the settings' device and dtype, progress bars off."""
+def _hub_options(offline_reason: str | None) -> dict[str, Any]:
+    # With the hub unreachable, a cached model loads from the cache alone: asking the hub first would
+    # only add its retries (most of a minute) before falling back to the same files.
+    return {"local_files_only": True} if offline_reason is not None else {}
+
+
+def load_pipeline(settings: Settings, offline_reason: str | None = None) -> tuple[Any, ModelInfo]:
+    """A diffusers text-to-image pipeline on the settings' device and dtype, progress bars off.
+
+    ``offline_reason``: why the hub is unreachable (then only the local cache is read), or None.
+    """
     from diffusers import AutoPipelineForText2Image
 
-    with _explain_missing("text-to-image model", settings.model, "--t2i-model"), _quiet_loading():
-        pipeline = AutoPipelineForText2Image.from_pretrained(settings.model, dtype=settings.dtype, use_safetensors=True)
+    with _explain_missing("text-to-image model", settings.model, "--t2i-model", offline_reason), _quiet_loading():
+        pipeline = AutoPipelineForText2Image.from_pretrained(
+            settings.model, dtype=settings.dtype, use_safetensors=True, **_hub_options(offline_reason)
+        )
     pipeline.to(settings.device)
     # Progress bars would interleave with pytest's own output.
     pipeline.set_progress_bar_config(disable=True)
     return pipeline, ModelInfo("pipeline", settings.model, hub_revision(settings.model, "model_index.json"))
 
 
-def load_clip(settings: Settings) -> tuple[Any, Any, ModelInfo]:
+def load_clip(settings: Settings, offline_reason: str | None = None) -> tuple[Any, Any, ModelInfo]:
     from transformers import CLIPModel, CLIPProcessor
 
-    with _explain_missing("CLIP model", settings.clip_model, "--t2i-clip-model"), _quiet_loading():
-        model = CLIPModel.from_pretrained(settings.clip_model, dtype=settings.dtype, use_safetensors=True)
-        processor = CLIPProcessor.from_pretrained(settings.clip_model)
+    hub = _hub_options(offline_reason)
+    with _explain_missing("CLIP model", settings.clip_model, "--t2i-clip-model", offline_reason), _quiet_loading():
+        model = CLIPModel.from_pretrained(settings.clip_model, dtype=settings.dtype, use_safetensors=True, **hub)
+        processor = CLIPProcessor.from_pretrained(settings.clip_model, **hub)
     model.to(settings.device).eval()  # type: ignore[arg-type]  # transformers types .to() as a decorator
     return model, processor, ModelInfo("clip", settings.clip_model, hub_revision(settings.clip_model, "config.json"))
 
 
 def load_resnet(settings: Settings) -> tuple[torch.nn.Module, Any, tuple[str, ...], ModelInfo]:
     """ResNet-50 with preprocessing and class names from torchvision's weights metadata."""
-    import torch
     from torchvision.models import ResNet50_Weights, resnet50
 
     source = settings.resnet_weights
@@ -139,17 +171,13 @@ def load_resnet(settings: Settings) -> tuple[torch.nn.Module, Any, tuple[str, ..
         state_dict = _read_state_dict_file(Path(source))
         revision = f"file {Path(source).name}"
     else:
-        weights = ResNet50_Weights.DEFAULT if source == "DEFAULT" else ResNet50_Weights[source]
+        weights = resnet_weights(source)
         try:
             # Same URL and cache as resnet50(weights=...), but never unpickling arbitrary objects.
             state_dict = weights.get_state_dict(progress=False, check_hash=True, weights_only=True)
         except (OSError, RuntimeError) as exc:
-            cache = Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
             raise MissingModelError(
-                f"The ResNet-50 weights {weights} (--t2i-resnet-weights) are neither in torch's cache "
-                f"({cache}) nor downloadable from here ({_short_reason(exc)}). Fix: download {weights.url} "
-                "once to that path (or set TORCH_HOME), or point --t2i-resnet-weights at a local "
-                "state-dict file (.safetensors, .pt or .pth).",
+                missing_resnet_message(str(weights), resnet_cache_path(weights.url), weights.url, _short_reason(exc)),
                 model=str(weights),
             ) from exc
         revision = Path(weights.url).name
@@ -170,6 +198,20 @@ def load_resnet(settings: Settings) -> tuple[torch.nn.Module, Any, tuple[str, ..
         categories,
         ModelInfo("resnet", str(weights) if not Path(source).is_file() else source, revision),
     )
+
+
+def resnet_weights(name: str) -> Any:
+    """The torchvision ResNet50_Weights member a --t2i-resnet-weights name stands for."""
+    from torchvision.models import ResNet50_Weights
+
+    return ResNet50_Weights.DEFAULT if name == "DEFAULT" else ResNet50_Weights[name]
+
+
+def resnet_cache_path(url: str) -> Path:
+    """Where torchvision keeps downloaded weights: torch hub's checkpoints folder (TORCH_HOME moves it)."""
+    import torch
+
+    return Path(torch.hub.get_dir()) / "checkpoints" / Path(url).name
 
 
 def _read_state_dict_file(path: Path) -> dict[str, torch.Tensor]:

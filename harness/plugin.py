@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from harness import baseline, check_mode
+from harness import availability, baseline, check_mode
 from harness.atomic import remove_interrupted_writes
 from harness.collect import CaseFile, CaseItem, is_case_file
 from harness.fixtures import HARNESS_FIXTURES, fixture_context
@@ -34,6 +34,7 @@ def pytest_configure(config: pytest.Config) -> None:
         # Workers collect, the controller does not: resolve here, where a bad option still stops the run
         # with one line (raised on a worker, it would crash xdist instead).
         state.settings  # noqa: B018
+    config.pluginmanager.register(availability.ModelCheck(config), availability.PLUGIN_NAME)
     if not hasattr(config, "workerinput"):
         # Under xdist only the controller, which receives every item's report, writes results.json.
         config.pluginmanager.register(ResultsRecorder(config), "t2i-results")
@@ -161,6 +162,11 @@ def _outcome(report: pytest.TestReport) -> str | None:
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
     report = yield
     if call.excinfo is not None and isinstance(call.excinfo.value, MissingModelError):
+        if hasattr(report, "wasxfail"):
+            # pytest's skipping plugin makes any exception of an xfail item "xfailed"; a missing model
+            # means the case never ran, so it is an error, whatever the case expects.
+            del report.wasxfail
+            report.outcome = "failed"
         report.longrepr = _missing_model_text(item.config, call.excinfo.value)
     if isinstance(item, CaseItem):
         outcome = _outcome(report)
@@ -196,9 +202,9 @@ def pytest_fixture_setup(fixturedef: pytest.FixtureDef[Any], request: pytest.Fix
 def _missing_model_text(config: pytest.Config, error: MissingModelError) -> str:
     # The full paragraph once; every later item that needed the same model gets one line.
     seen = get_state(config).errors_seen
-    if error.model in seen:
-        return f"model {error.model!r} is unavailable (explained at the first item that needed it)"
-    seen.add(error.model)
+    if error.key in seen:
+        return error.summary
+    seen.add(error.key)
     return str(error)
 
 

@@ -16,7 +16,18 @@ class PromptTruncatedWarning(UserWarning):
 
 
 def token_count(tokenizer: Any, text: str) -> int:
-    """Tokens the text encoder would need for ``text``, start and end tokens included."""
+    """Tokens the text encoder would need for ``text``, start and end tokens included.
+
+    ``tokenizer`` is a LocalTokenizer read from disk (check mode, and runs that never load the pipeline)
+    or a loaded pipeline's transformers tokenizer; the two count alike (tests/test_local_tokenizer.py).
+    """
+    from tokenizers import Tokenizer
+
+    from harness.local_tokenizer import LocalTokenizer
+
+    backend = tokenizer.backend if isinstance(tokenizer, LocalTokenizer) else tokenizer
+    if isinstance(backend, Tokenizer):  # its post-processor adds the start and end tokens
+        return len(backend.encode(text).ids)
     import logging
 
     # Counting a long text makes transformers log its own "longer than max length" note.
@@ -24,7 +35,7 @@ def token_count(tokenizer: Any, text: str) -> int:
     previous = logger.level
     logger.setLevel(logging.ERROR)
     try:
-        return len(tokenizer(text, truncation=False)["input_ids"])
+        return len(backend(text, truncation=False)["input_ids"])
     finally:
         logger.setLevel(previous)
 

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import json
+import re
+import shutil
+import sys
 import time
+from html import escape, unescape
 
 import pytest
 
 from conftest import Labels, case_yaml
+from tiny_models import TinyModels
 
 LONG_PROMPT = "a watercolor owl " * 30  # far beyond 77 tokens with any CLIP tokenizer
 # This suite runs with filterwarnings=error, which pytester's in-process runs inherit; the
@@ -15,26 +20,67 @@ LONG_PROMPT = "a watercolor owl " * 30  # far beyond 77 tokens with any CLIP tok
 SHOW_TRUNCATION = "[pytest]\nfilterwarnings =\n    default::harness.prompt_length.PromptTruncatedWarning\n"
 
 
-def test_check_mode_validates_without_loading_models(pytester: pytest.Pytester, model_args: list[str]) -> None:
+def report_rows(page: str) -> dict[str, list[dict]]:
+    """pytest-html's rows (each with its cells) as the page embeds them, by node id."""
+    blob = re.search(r'data-jsonblob="([^"]*)"', page)
+    assert blob is not None
+    return json.loads(unescape(blob.group(1)))["tests"]
+
+
+@pytest.fixture
+def model_loads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The models the plugin's fixtures load in this test's in-process runs (the real loaders still run)."""
+    import harness.fixtures
+
+    loaded: list[str] = []
+    for name in ("load_pipeline", "load_clip", "load_resnet"):
+        real = getattr(harness.fixtures, name)
+
+        def recording(*args: object, _real=real, _name=name, **kwargs: object) -> object:
+            loaded.append(_name)
+            return _real(*args, **kwargs)
+
+        monkeypatch.setattr(harness.fixtures, name, recording)
+    return loaded
+
+
+def test_check_mode_validates_without_loading_models(
+    pytester: pytest.Pytester, model_args: list[str], tiny_models: TinyModels, model_loads: list[str]
+) -> None:
+    owl = '- id: owl\n  prompt: "an owl"\n  clip: {expect: "an owl", distractors: ["a hawk"]}\n'
+    resnet = '  resnet: {expect: ["great grey owl"]}\n'
     pytester.makefile(
         ".yaml",
-        good=case_yaml('- id: owl\n  prompt: "an owl"\n  clip: {expect: "an owl", distractors: ["a hawk"]}\n'),
+        good=case_yaml(owl + resnet),
         bad=case_yaml('- id: fox\n  prompt: "a fox"\n  clip: {expect: "a fox", distractors: []}\n'),
     )
     started = time.perf_counter()
     result = pytester.runpytest("--t2i-check", "--setup-show", *model_args)
     elapsed = time.perf_counter() - started
     result.stdout.fnmatch_lines(["*bad.yaml:7: case 'fox': 'clip.distractors' needs at least one label*"])
-    assert result.ret != pytest.ExitCode.OK  # a collection error fails the run, as pytest always does
-    assert "SETUP" not in result.stdout.str()  # no fixture, so no model, was set up
+    # A collection error fails the check: pytest's "tests failed" status, which a CI job sees as a failure.
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.assert_outcomes(errors=1)  # the broken file; no item ran
+    assert model_loads == []
     assert elapsed < 10
 
     (pytester.path / "bad.yaml").unlink()
     ok = pytester.runpytest("--t2i-check", "--setup-show", *model_args)
     assert ok.ret == pytest.ExitCode.OK
-    ok.stdout.fnmatch_lines(["*t2i-check: 1 cases validated; prompt lengths checked with the cached tokenizer*"])
-    assert "SETUP" not in ok.stdout.str()
+    ok.stdout.fnmatch_lines(
+        [
+            "*t2i-check: 1 cases validated; prompt lengths checked with the tokenizer in "
+            f"{tiny_models.pipeline_dir / 'tokenizer'}; no model loaded*"
+        ]
+    )
+    ok.assert_outcomes()  # nothing passed, failed or errored: nothing ran
+    assert model_loads == []
     assert not (pytester.path / "reports").exists()
+
+    # The same recorder sees every model a real run of the same file loads.
+    ran = pytester.runpytest("--setup-show", "--t2i-no-cache", *model_args)
+    assert sorted(model_loads) == ["load_clip", "load_pipeline", "load_resnet"]
+    ran.stdout.fnmatch_lines(["*SETUP    S clip_scorer*"])
 
 
 def test_check_mode_warns_on_prompts_the_encoder_truncates(pytester: pytest.Pytester, model_args: list[str]) -> None:
@@ -84,8 +130,14 @@ def test_a_run_warns_and_marks_truncated_prompts(
     result = pytester.runpytest("--html=reports/report.html", "--self-contained-html", *model_args)
     result.stdout.fnmatch_lines(["*PromptTruncatedWarning: case 'wordy': prompt has * tokens*"])
     records = json.loads((pytester.path / "reports/results.json").read_text())["results"]
+    assert len(records) == 2
     assert all("text encoder reads only 77" in record["warnings"][0] for record in records)
-    assert "t2i-warning" in (pytester.path / "reports/report.html").read_text()
+    # Each item's row shows the warning under its own prompt, in the Prompt cell.
+    page = (pytester.path / "reports/report.html").read_text()
+    rows = {row["testId"]: row["resultsTableRow"] for rows in report_rows(page).values() for row in rows}
+    for record in records:
+        warning = f'<div class="t2i-warning">&#9888; {escape(record["warnings"][0])}</div>'
+        assert f'<td class="col-t2i">{escape(LONG_PROMPT)}{warning}</td>' in rows[record["id"]], record["id"]
 
 
 def test_check_mode_leaves_the_last_report_alone(pytester: pytest.Pytester, model_args: list[str]) -> None:
@@ -120,7 +172,8 @@ def test_warnings_as_errors_make_a_clean_error_in_both_modes(
     )
     strict = ["-W", "error::harness.prompt_length.PromptTruncatedWarning"]
     checked = pytester.runpytest("--t2i-check", *strict, *model_args)
-    assert checked.ret != pytest.ExitCode.OK and "INTERNALERROR" not in checked.stdout.str()
+    # The warning, raised as an error while the file is collected, is a collection error: "tests failed".
+    assert checked.ret == pytest.ExitCode.TESTS_FAILED and "INTERNALERROR" not in checked.stdout.str()
     checked.stdout.fnmatch_lines(
         ["suite.yaml:9: case 'wordy': prompt has * tokens but the text encoder reads only 77*"]
     )
@@ -144,3 +197,96 @@ def test_check_mode_ignores_the_device_it_will_not_use(pytester: pytest.Pytester
     result = pytester.runpytest("--t2i-check", *[arg for arg in model_args if not arg.startswith("--t2i-device")])
     assert result.ret == pytest.ExitCode.OK
     result.stdout.fnmatch_lines(["*t2i-check: 1 cases validated*"])
+
+
+# What a pull request's CI job without torch has (README, "Check mode"): a process where importing torch,
+# torchvision, diffusers or transformers fails.
+WITHOUT_TORCH = (
+    "import sys; sys.modules.update(torch=None, torchvision=None, diffusers=None, transformers=None); "
+    "import pytest; sys.exit(pytest.main(sys.argv[1:]))"
+)
+
+
+def test_check_mode_needs_neither_torch_nor_transformers(pytester: pytest.Pytester, tiny_models: TinyModels) -> None:
+    pytester.makefile(
+        ".yaml",
+        suite=case_yaml(
+            f"""
+            - id: owl
+              prompt: "an owl"
+              clip: {{expect: "an owl", distractors: ["a hawk"]}}
+              resnet: {{expect: ["great grey owl"]}}
+            - id: wordy
+              prompt: "{LONG_PROMPT}"
+              clip: {{expect: "an owl", distractors: ["a hawk"]}}
+            """
+        ),
+    )
+    pytester.makeini(SHOW_TRUNCATION)
+    result = pytester.run(
+        sys.executable,
+        "-c",
+        WITHOUT_TORCH,
+        "--t2i-check",
+        "-p",
+        "no:cacheprovider",
+        f"--t2i-model={tiny_models.pipeline_dir}",
+    )
+    assert result.ret == pytest.ExitCode.OK, result.stdout.str() + result.stderr.str()
+    result.stdout.fnmatch_lines(
+        [
+            "*suite.yaml:10: PromptTruncatedWarning: case 'wordy': prompt has * tokens but the text encoder reads*",
+            "*t2i-check: 2 cases validated; prompt lengths checked with the tokenizer in "
+            f"{tiny_models.pipeline_dir / 'tokenizer'}; no model loaded*",
+        ]
+    )
+
+    # And a wrong ImageNet name is still found, with its suggestion, from the names shipped with the package.
+    (pytester.path / "suite.yaml").write_text(
+        case_yaml(
+            '- id: owl\n  prompt: "an owl"\n  clip: {expect: "an owl", distractors: ["a hawk"]}\n'
+            '  resnet: {expect: ["great gray owl"]}\n'
+        )
+    )
+    bad = pytester.run(sys.executable, "-c", WITHOUT_TORCH, "--t2i-check", "-p", "no:cacheprovider")
+    assert bad.ret == pytest.ExitCode.TESTS_FAILED
+    bad.stdout.fnmatch_lines(
+        ["*suite.yaml:8: case 'owl': 'great gray owl' is not an ImageNet class name (did you mean 'great grey owl'?)*"]
+    )
+
+
+def test_check_mode_reads_a_local_dirs_tokenizer_in_the_hub_layout(
+    pytester: pytest.Pytester, tiny_models: TinyModels
+) -> None:
+    # SD 1.5 as `hf download --local-dir` leaves it: tokenizer/ holds vocab.json and merges.txt, no tokenizer.json.
+    model = pytester.mkdir("sd15")
+    (model / "tokenizer").mkdir()
+    for name in ("vocab.json", "merges.txt"):
+        shutil.copy(tiny_models.pipeline_dir.parent / "tokenizer_src" / name, model / "tokenizer" / name)
+    (model / "tokenizer" / "tokenizer_config.json").write_text(
+        json.dumps({"tokenizer_class": "CLIPTokenizer", "model_max_length": 77})
+    )
+    (model / "model_index.json").write_text(json.dumps({"_class_name": "StableDiffusionPipeline"}))
+    pytester.makefile(
+        ".yaml",
+        suite=case_yaml(
+            f'- id: wordy\n  prompt: "{LONG_PROMPT}"\n  clip: {{expect: "an owl", distractors: ["a hawk"]}}\n'
+        ),
+    )
+    pytester.makeini(SHOW_TRUNCATION)
+    result = pytester.runpytest("--t2i-check", "--t2i-model=sd15")
+    assert result.ret == pytest.ExitCode.OK
+    result.stdout.fnmatch_lines(
+        [
+            "*suite.yaml:5: PromptTruncatedWarning: case 'wordy': prompt has * tokens*",
+            f"*prompt lengths checked with the tokenizer in {model / 'tokenizer'}; no model loaded*",
+        ]
+    )
+
+    shutil.rmtree(model / "tokenizer")
+    missing = pytester.runpytest("--t2i-check", "--t2i-model=sd15")
+    assert missing.ret == pytest.ExitCode.OK
+    missing.stdout.fnmatch_lines(
+        [f"*prompt lengths not checked: the local model directory {model} has no tokenizer in {model / 'tokenizer'}*"]
+    )
+    assert "not cached" not in missing.stdout.str()

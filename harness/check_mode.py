@@ -10,7 +10,7 @@ from harness.local_tokenizer import LocalTokenizer, TokenizerNotFound, load_loca
 from harness.prompt_length import truncation_notes, warn_truncated
 
 if TYPE_CHECKING:
-    from harness.cases import Case
+    from harness.cases import Case, Problem
 
 PLUGIN_NAME = "t2i-check"
 
@@ -35,11 +35,23 @@ def load_cached_tokenizer(model: str) -> LocalTokenizer | None:
 class CheckMode:
     """Collection validates the files; this checks prompt lengths, then runs nothing."""
 
-    def __init__(self, config: pytest.Config, model: str) -> None:
+    def __init__(self, config: pytest.Config, model: str, clip_model: str) -> None:
         self.config = config
         self.model = model
+        self.clip_model = clip_model
         self.cases = 0
         self._tokenizer: LocalTokenizer | TokenizerNotFound | None = None  # None: not looked up yet
+        self._clip_tokenizer: LocalTokenizer | TokenizerNotFound | None = None
+
+    def label_problems(self, case: Case) -> list[Problem]:
+        """CLIP labels longer than CLIP's text encoder reads: problems of the case file, with their lines."""
+        from harness.label_length import overlong_label_problems
+
+        if self._clip_tokenizer is None:
+            self._clip_tokenizer = load_local_tokenizer(self.clip_model, None)
+        if not isinstance(self._clip_tokenizer, LocalTokenizer):
+            return []
+        return overlong_label_problems(self._clip_tokenizer, case)
 
     def check_prompts(self, case: Case) -> None:
         """Warn about texts the encoder truncates; called while the case's file is collected.
@@ -67,4 +79,13 @@ class CheckMode:
             prompt_note = f"prompt lengths not checked: {tokenizer.reason}"
         else:  # no case was collected
             prompt_note = "no prompt to check"
-        terminalreporter.write_sep("-", f"t2i-check: {self.cases} cases validated; {prompt_note}; no model loaded")
+        clip = self._clip_tokenizer
+        if isinstance(clip, LocalTokenizer):
+            label_note = f"CLIP label lengths checked with the tokenizer in {clip.source}"
+        elif isinstance(clip, TokenizerNotFound):
+            label_note = f"CLIP label lengths not checked: {clip.reason}"
+        else:
+            label_note = "no CLIP label to check"
+        terminalreporter.write_sep(
+            "-", f"t2i-check: {self.cases} cases validated; {prompt_note}; {label_note}; no model loaded"
+        )

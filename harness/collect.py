@@ -64,6 +64,11 @@ class CaseFile(pytest.File):
     def collect(self) -> Iterator[CaseItem]:
         cases = load_case_file(self.path)
         checker = self.config.pluginmanager.get_plugin(check_mode.PLUGIN_NAME)
+        if checker is not None:
+            # In a run, the loaded CLIP checks its labels before generating (harness.runner).
+            problems = [problem for case in cases for problem in checker.label_problems(case)]
+            if problems:
+                raise CaseFileError(self.path, problems)
         for case in cases:
             if checker is not None:
                 checker.check_prompts(case)

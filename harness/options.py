@@ -282,9 +282,9 @@ def resolve_settings(config: pytest.Config, checked: CheckedOptions | None = Non
     )
 
 
-def model_ref(config: pytest.Config) -> str:
-    """--t2i-model as resolve_settings resolves it, without importing torch."""
-    spec = next(spec for spec in OPTIONS if spec.ini == "t2i_model")
+def model_ref(config: pytest.Config, ini: str = "t2i_model") -> str:
+    """--t2i-model (or another model option, by its ini name) as resolve_settings resolves it, without torch."""
+    spec = next(spec for spec in OPTIONS if spec.ini == ini)
     return _model_ref(*_raw_value(config, spec))
 
 

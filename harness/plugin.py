@@ -28,7 +28,8 @@ def pytest_configure(config: pytest.Config) -> None:
     state = HarnessState(config=config, checked=check_options(config))
     config.stash[STATE_KEY] = state
     if config.getoption("t2i_check"):
-        config.pluginmanager.register(check_mode.CheckMode(config, model_ref(config)), check_mode.PLUGIN_NAME)
+        checker = check_mode.CheckMode(config, model_ref(config), model_ref(config, "t2i_clip_model"))
+        config.pluginmanager.register(checker, check_mode.PLUGIN_NAME)
         return
     if _is_xdist_controller(config):
         # Workers collect, the controller does not: resolve here, where a bad option still stops the run
@@ -188,7 +189,7 @@ _MODEL_FIXTURES = frozenset({"t2i_pipeline", "clip_scorer", "imagenet_classifier
 
 
 @pytest.hookimpl(wrapper=True)
-def pytest_fixture_setup(fixturedef: pytest.FixtureDef[Any], request: pytest.FixtureRequest) -> Any:
+def pytest_fixture_setup(fixturedef: pytest.FixtureDef[Any], request: Any) -> Any:  # request: a SubRequest
     try:
         return (yield)
     except pytest.fail.Exception:

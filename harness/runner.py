@@ -112,6 +112,12 @@ class _Pending:
     def scorable(self) -> bool:
         return self.generated.image is not None
 
+    @property
+    def image(self) -> Image.Image:
+        """The image to score (only scorable items are ever scored)."""
+        assert self.generated.image is not None
+        return self.generated.image
+
     def digest(self) -> str:
         """The image's pixel sha256, the score cache's key: computed once, for both judges."""
         if self._digest is None:
@@ -491,7 +497,7 @@ class CaseRunner:
                 if vector is not None:
                     cached[id(pending)] = torch.from_numpy(vector)
         missing = [pending for pending in batch if id(pending) not in cached]
-        computed = _isolated(missing, lambda items: compute([p.generated.image for p in items]), check)
+        computed = _isolated(missing, lambda items: compute([p.image for p in items]), check)
         if use_cache:
             assert self.scores is not None and judge is not None
             for pending in missing:

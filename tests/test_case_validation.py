@@ -568,18 +568,21 @@ def test_a_tag_accepted_here_is_accepted_by_pytest(pytester: pytest.Pytester) ->
 
 
 def test_lone_surrogates_are_refused_on_their_line(tmp_path: Path) -> None:
-    text = one_case(
-        'id: owl\nprompt: "an owl \\ud800"\nclip:\n  expect: "an owl"\n  distractors: ["a \\udfff hawk"]\n'
-    )
+    text = one_case('id: owl\nprompt: "an owl \\ud800"\nclip:\n  expect: "an owl"\n  distractors: ["a \\udfff hawk"]\n')
     message = (
         "the text holds U+{}, a lone surrogate (from a \\u escape), which is not a character; remove it, or write "
         "the character itself (or its \\U00XXXXXX escape)"
     )
-    assert problems(tmp_path, text) == [f"suite.yaml:3: {message.format('D800')}", f"suite.yaml:6: {message.format('DFFF')}"]
+    assert problems(tmp_path, text) == [
+        f"suite.yaml:3: {message.format('D800')}",
+        f"suite.yaml:6: {message.format('DFFF')}",
+    ]
 
 
 def test_a_lone_surrogate_is_a_collection_error_in_both_modes(pytester: pytest.Pytester) -> None:
-    pytester.makefile(".yaml", suite='cases:\n  - id: owl\n    prompt: "\\ud800"\n    clip: {expect: a, distractors: [b]}\n')
+    pytester.makefile(
+        ".yaml", suite='cases:\n  - id: owl\n    prompt: "\\ud800"\n    clip: {expect: a, distractors: [b]}\n'
+    )
     for mode, code in (([], pytest.ExitCode.INTERRUPTED), (["--t2i-check"], pytest.ExitCode.TESTS_FAILED)):
         result = pytester.runpytest("suite.yaml", *mode)
         assert result.ret == code
@@ -608,8 +611,8 @@ def test_a_case_file_over_10_mb_is_refused_before_parsing(tmp_path: Path) -> Non
         load_case_file(path)
     megabytes = path.stat().st_size / 2**20
     assert [p.format("huge.yaml") for p in info.value.problems] == [
-        f"huge.yaml:1: the file is {megabytes:.1f} MB; case files are limited to 10 MB (parsing is slow beyond that): split it "
-        "into several files"
+        f"huge.yaml:1: the file is {megabytes:.1f} MB; case files are limited to 10 MB (parsing is slow beyond "
+        "that): split it into several files"
     ]
 
 

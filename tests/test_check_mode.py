@@ -70,7 +70,8 @@ def test_check_mode_validates_without_loading_models(
     ok.stdout.fnmatch_lines(
         [
             "*t2i-check: 1 cases validated; prompt lengths checked with the tokenizer in "
-            f"{tiny_models.pipeline_dir / 'tokenizer'}; no model loaded*"
+            f"{tiny_models.pipeline_dir / 'tokenizer'}; CLIP label lengths checked with the tokenizer in "
+            f"{tiny_models.clip_dir}; no model loaded*"
         ]
     )
     ok.assert_outcomes()  # nothing passed, failed or errored: nothing ran
@@ -237,7 +238,7 @@ def test_check_mode_needs_neither_torch_nor_transformers(pytester: pytest.Pytest
         [
             "*suite.yaml:10: PromptTruncatedWarning: case 'wordy': prompt has * tokens but the text encoder reads*",
             "*t2i-check: 2 cases validated; prompt lengths checked with the tokenizer in "
-            f"{tiny_models.pipeline_dir / 'tokenizer'}; no model loaded*",
+            f"{tiny_models.pipeline_dir / 'tokenizer'}; CLIP label lengths not checked: *; no model loaded*",
         ]
     )
 
@@ -279,7 +280,8 @@ def test_check_mode_reads_a_local_dirs_tokenizer_in_the_hub_layout(
     result.stdout.fnmatch_lines(
         [
             "*suite.yaml:5: PromptTruncatedWarning: case 'wordy': prompt has * tokens*",
-            f"*prompt lengths checked with the tokenizer in {model / 'tokenizer'}; no model loaded*",
+            f"*prompt lengths checked with the tokenizer in {model / 'tokenizer'}; CLIP label lengths not checked: "
+            "*; no model loaded*",
         ]
     )
 
@@ -289,4 +291,26 @@ def test_check_mode_reads_a_local_dirs_tokenizer_in_the_hub_layout(
     missing.stdout.fnmatch_lines(
         [f"*prompt lengths not checked: the local model directory {model} has no tokenizer in {model / 'tokenizer'}*"]
     )
-    assert "not cached" not in missing.stdout.str()
+    # The pipeline's tokenizer is looked for in the local dir, not in the hub cache (the CLIP model, left at
+    # its hub id here, is).
+    prompt_note = missing.stdout.str().split("prompt lengths")[1].split("; CLIP label lengths")[0]
+    assert "not cached" not in prompt_note
+
+
+def test_check_mode_refuses_labels_longer_than_clip_reads(pytester: pytest.Pytester, model_args: list[str]) -> None:
+    long_label = "a photo of " + " ".join(["an owl"] * 60)
+    pytester.makefile(
+        ".yaml",
+        suite=case_yaml(
+            f'- id: owl\n  prompt: "an owl"\n  clip:\n    expect: "{long_label}"\n    distractors: ["a hawk"]\n'
+        ),
+    )
+    result = pytester.runpytest("--t2i-check", *model_args)
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*suite.yaml:8: case 'owl': clip.expect has 310 tokens, but CLIP's text encoder reads at most 77 (start "
+            "and end tokens included), so CLIP cannot score it: shorten the label*"
+        ]
+    )

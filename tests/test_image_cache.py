@@ -76,7 +76,10 @@ def test_key_is_a_stable_sha256_hex_digest() -> None:
     # spaces) of the key format, the model fingerprint and every field of the request.
     request = {**dataclasses.asdict(REQUEST), "guidance_scale": float(REQUEST.guidance_scale)}
     canonical = json.dumps(
-        {"format": 1, "model": FINGERPRINT, "request": request}, sort_keys=True, separators=(",", ":"), ensure_ascii=False
+        {"format": 1, "model": FINGERPRINT, "request": request},
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
     )
     assert key == hashlib.sha256(canonical.encode("utf-8")).hexdigest()
     assert cache_key(dict(reversed(FINGERPRINT.items())), dataclasses.replace(REQUEST)) == key

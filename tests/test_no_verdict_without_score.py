@@ -65,9 +65,9 @@ def test_an_over_long_label_fails_its_own_case_with_its_line_and_the_batch_is_sc
         long = found[f"suite.yaml::long[seed={seed}]"]
         assert long["outcome"] == "failed" and long["clip"] is None and long["image"] is None
         # Line 15: the over-long label itself (the tiny tokenizer splits it into 310 tokens).
-        assert long["fault"].startswith(
-            "suite.yaml:15: case 'long': clip.distractors item 2 has 310 tokens"
-        ) and long["fault"].endswith(
+        assert long["fault"].startswith("suite.yaml:15: case 'long': clip.distractors item 2 has 310 tokens") and long[
+            "fault"
+        ].endswith(
             "tokens, but CLIP's text encoder reads at most 77 (start and end tokens included), so CLIP cannot "
             "score it: shorten the label"
         )
@@ -113,7 +113,9 @@ def test_a_judge_error_fails_only_the_image_it_belongs_to(
     pytester.makeconftest(FLAKY_CLIP)
     pytester.makefile(
         ".yaml",
-        suite=case_yaml(f'- id: owl\n  prompt: "{clip_labels.prompt}"\n  clip: {clip_labels.passing}\n', seeds="[0, 1, 2]"),
+        suite=case_yaml(
+            f'- id: owl\n  prompt: "{clip_labels.prompt}"\n  clip: {clip_labels.passing}\n', seeds="[0, 1, 2]"
+        ),
     )
     result = pytester.runpytest("suite.yaml", "-s", "--t2i-no-cache", *model_args)
     result.assert_outcomes(passed=2, failed=1)

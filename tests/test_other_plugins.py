@@ -16,7 +16,9 @@ def results(pytester: pytest.Pytester) -> list[dict]:
 HTML_INI = "[pytest]\naddopts = --html=reports/report.html --self-contained-html\n"
 
 
-def test_a_rerun_replaces_its_items_record(pytester: pytest.Pytester, model_args: list[str], clip_labels: Labels) -> None:
+def test_a_rerun_replaces_its_items_record(
+    pytester: pytest.Pytester, model_args: list[str], clip_labels: Labels
+) -> None:
     pytest.importorskip("pytest_rerunfailures")
     (pytester.path / "pytest.ini").write_text(HTML_INI)
     pytester.makefile(
@@ -85,7 +87,13 @@ def test_a_timeout_fails_the_item_that_ran_out_of_time_and_the_rest_run_alone(
     pytester.makefile(".yaml", suite=passing_case(clip_labels, seeds="[0, 1, 2, 3]"))
     # The limit covers the test call (models load at setup): a loaded CI machine takes seconds to load them.
     result = pytester.runpytest_subprocess(
-        "suite.yaml", "-s", "--t2i-no-cache", "--t2i-batch-size=4", "--timeout=5", "-o", "timeout_func_only=true",
+        "suite.yaml",
+        "-s",
+        "--t2i-no-cache",
+        "--t2i-batch-size=4",
+        "--timeout=5",
+        "-o",
+        "timeout_func_only=true",
         *model_args,
     )
     result.assert_outcomes(passed=3, failed=1)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -145,6 +145,20 @@ def _merge(args: argparse.Namespace) -> int:
     print(f"{args.output}: {summary.items} items from {summary.runs} runs; open {args.output / 'report.html'}")
     for item_id in summary.replaced:
         print(f"  note: {item_id} was in more than one run; the last run's result is kept")
+    return _refused("merge", summary.refusals)
+
+
+def _refused(command: str, refusals: Sequence[object]) -> int:
+    """Exit status 1 when part of an input was refused (the output is written, and lists each refusal)."""
+    for refusal in refusals:
+        print(f"python -m harness {command}: refused: {refusal}", file=sys.stderr)
+    if refusals:
+        print(
+            f"python -m harness {command}: {len(refusals)} part(s) of the input refused (listed above and at the top "
+            "of the page); the rest was written",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 
@@ -166,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
         for s in ("regressed", "improved", "unchanged", "not comparable", "only in A", "only in B")
     )
     print(f"{args.output}: {len(comparison.rows)} items: {counts}")
-    return 0
+    return _refused("compare", comparison.refusals)
 
 
 if __name__ == "__main__":

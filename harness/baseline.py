@@ -119,26 +119,25 @@ class Scores:
         }
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Scores:
-        clip, resnet = data["clip"], data.get("resnet")
+    def from_json(cls, data: Any, where: str = "") -> Scores:
+        """An entry of a baseline file; json_input.ShapeError (a ValueError) names the field that is wrong."""
+        from harness.json_input import Fields, boolean, fields, list_of, number, optional, text, whole
+
+        entry = Fields(data, where)
+        clip = entry.get("clip", fields("an object with labels, prob, margin and passed"))
+        resnet = entry.get("resnet", optional(fields("an object with class, prob and passed")), None)
         return cls(
-            case=str(data["case"]),
-            seed=int(data["seed"]),
-            labels=tuple(str(label) for label in clip["labels"]),
-            clip_prob=_number(clip["prob"]),
-            clip_margin=_number(clip["margin"]),
-            clip_passed=bool(clip["passed"]),
-            resnet_class=None if resnet is None else str(resnet["class"]),
-            resnet_prob=None if resnet is None else _number(resnet["prob"]),
-            resnet_passed=None if resnet is None else bool(resnet["passed"]),
-            cache_key=data.get("cache_key"),
+            case=entry.get("case", text()),
+            seed=entry.get("seed", whole(0, 2**64 - 1)),
+            labels=clip.get("labels", list_of(text(), min_length=2)),
+            clip_prob=clip.get("prob", number()),
+            clip_margin=clip.get("margin", number()),
+            clip_passed=clip.get("passed", boolean()),
+            resnet_class=None if resnet is None else resnet.get("class", text()),
+            resnet_prob=None if resnet is None else resnet.get("prob", number()),
+            resnet_passed=None if resnet is None else resnet.get("passed", boolean()),
+            cache_key=entry.get("cache_key", optional(text()), None),
         )
-
-
-def _number(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"expected a number, got {value!r}")
-    return float(value)
 
 
 @dataclass(frozen=True)
@@ -358,19 +357,38 @@ def baseline_path(root: Path, name: str, file: str) -> Path:
 
 
 def read_baseline_file(path: Path) -> BaselineFile:
+    """One baseline file, read as untrusted JSON (harness.json_input); BaselineError in one line otherwise."""
+    from harness.json_input import Fields, JsonInputError, ShapeError, mapping_of, optional, read_json, text
+
+    fix = "restore it from version control or save the baseline again with --t2i-save-baseline."
     try:
-        document = json.loads(path.read_text(encoding="utf-8"))
-        if document.get("version") != FORMAT_VERSION:
-            raise ValueError(f"format version {document.get('version')!r}, expected {FORMAT_VERSION}")
-        entries = {str(key): Scores.from_json(value) for key, value in document["items"].items()}
+        fields = Fields(read_json(path, "t2i baseline file"))
+        version = fields.get("version", _any)
+        if version != FORMAT_VERSION:
+            raise ShapeError("version", str(FORMAT_VERSION), version)
+        entries = {}
+        for key, value in fields.get("items", mapping_of(_any)).items():
+            scores = Scores.from_json(value, f"items.{key}")
+            if key != item_key(scores.case, scores.seed):
+                raise ShapeError(f"items.{key}", f"an entry named {item_key(scores.case, scores.seed)!r}", key)
+            entries[key] = scores
         return BaselineFile(
-            str(document["baseline"]), str(document["file"]), entries, dict(document.get("environment") or {})
+            fields.get("baseline", text()),
+            fields.get("file", text()),
+            entries,
+            fields.get("environment", optional(mapping_of(text())), None) or {},
         )
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise BaselineError(
-            f"{path}: not a readable t2i baseline file ({type(exc).__name__}: {exc}); "
-            "restore it from version control or save the baseline again with --t2i-save-baseline."
-        ) from None
+    except JsonInputError as exc:
+        raise BaselineError(f"{exc}; {fix}") from None
+    except ShapeError as exc:
+        raise BaselineError(f"{path}: not a readable t2i baseline file: {exc}; {fix}") from None
+
+
+def _any(value: Any, field: str) -> Any:
+    return value
+
+
+_any.expected = "a value"  # type: ignore[attr-defined]
 
 
 def read_baseline_dir(folder: Path) -> dict[str, BaselineFile]:

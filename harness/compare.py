@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
-from html import escape
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +16,9 @@ from harness.baseline import (
     read_baseline_dir,
     read_baseline_file,
 )
+from harness.json_input import JsonInputError
+from harness.markup import Markup, html, join
+from harness.records import Record, Refusal, read_results, record_part
 from harness.results import RESULTS_FILE
 
 DEFAULT_IMAGE_PX = 256
@@ -26,7 +27,7 @@ Key = tuple[str, str, int]  # (case file, case id, seed)
 
 
 class CompareError(Exception):
-    """An input that is neither a run nor a baseline."""
+    """An input that is neither a run nor a baseline, or an output that cannot be written."""
 
 
 @dataclass
@@ -35,8 +36,9 @@ class SideItem:
     case: str
     seed: int
     scores: Scores | None
-    record: dict[str, Any] | None = None  # the results.json record (runs only)
-    image: Path | None = None
+    record: Record | None = None  # the results.json record (runs only)
+    image: str | None = None  # the embedded JPEG (a data URI), made from the checked PNG
+    image_refused: str | None = None  # why the record's image is not shown
 
 
 @dataclass
@@ -47,18 +49,19 @@ class Side:
     kind: str  # "run" or "baseline"
     items: dict[Key, SideItem]
     environment: dict[str, str] = field(default_factory=dict)
+    refusals: list[Refusal] = field(default_factory=list)  # records left out, images not shown
 
     @property
     def scored(self) -> list[Scores]:
         return [item.scores for item in self.items.values() if item.scores is not None]
 
 
-def load_side(path: Path) -> Side:
+def load_side(path: Path, image_px: int = DEFAULT_IMAGE_PX) -> Side:
     """A report dir (or its results.json), a baselines/NAME dir, or one baseline file."""
-    if path.is_dir() and (path / RESULTS_FILE).is_file():
-        return _load_run(path / RESULTS_FILE)
-    if path.is_file() and path.name == RESULTS_FILE:
-        return _load_run(path)
+    if path.is_dir() and (path / RESULTS_FILE).exists():
+        return _load_run(path / RESULTS_FILE, image_px)
+    if path.name == RESULTS_FILE and path.exists():
+        return _load_run(path, image_px)
     try:
         if path.is_dir():
             files = read_baseline_dir(path)
@@ -82,20 +85,43 @@ def load_side(path: Path) -> Side:
     return Side(path, "baseline", items, environment)
 
 
-def _load_run(results: Path) -> Side:
+def _load_run(results: Path, image_px: int) -> Side:
+    from harness.report import image_problem
+    from harness.run_images import ImageRefused, run_image
+    from harness.thumbnails import thumbnail_data_uri
+
     try:
-        document = json.loads(results.read_text(encoding="utf-8"))
-        records = document["results"]
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise CompareError(f"{results}: not a readable results.json ({type(exc).__name__}: {exc})") from None
+        run = read_results(results)
+    except JsonInputError as exc:
+        raise CompareError(str(exc)) from None
     items: dict[Key, SideItem] = {}
-    for record in records:
-        key = (str(record["file"]), str(record["case"]), int(record["seed"]))
-        image = results.parent / record["image"] if record.get("image") else None
-        items[key] = SideItem(
-            key[0], key[1], key[2], Scores.from_record(record), record, image if image and image.is_file() else None
-        )
-    return Side(results.parent, "run", items, dict(document.get("environment") or {}))
+    first: dict[Key, int] = {}
+    refusals = list(run.refusals)
+    for index, record in run.records:
+        part = record_part(index, record.raw)
+        if record.key in first:
+            refusals.append(
+                Refusal(
+                    str(results),
+                    part,
+                    f"the same case file, case and seed as record {first[record.key]}",
+                    "only the first of them is compared",
+                )
+            )
+            continue
+        first[record.key] = index
+        item = SideItem(record.file, record.case, record.seed, record.scores(), record)
+        if record.image is not None:
+            try:
+                image = run_image(run.run_dir, record.image)
+            except ImageRefused as exc:
+                item.image_refused = image_problem(record.image, exc)
+                shown_without = "the record is shown without its image"
+                refusals.append(Refusal(str(results), part, item.image_refused, shown_without))
+            else:
+                item.image = thumbnail_data_uri(image.pixels, image_px, quality=85)
+        items[record.key] = item
+    return Side(results.parent, "run", items, run.environment, refusals)
 
 
 @dataclass
@@ -127,6 +153,10 @@ class Comparison:
 
     def count(self, status: str) -> int:
         return sum(1 for row in self.rows if row.status == status)
+
+    @property
+    def refusals(self) -> list[Refusal]:
+        return [*self.a.refusals, *self.b.refusals]
 
 
 ROW_STATUSES = ("regressed", "improved", "unchanged", "not comparable", "not scored", "only in A", "only in B")
@@ -168,23 +198,33 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; }
 table.t2i-clip td, table.t2i-resnet td { border: none; padding: 0 4px; font-size: 12px; }
 tr.t2i-intended td { font-weight: bold; }
 img { display: block; max-width: 256px; }
+#t2i-refused { border: 2px solid #c62828; padding: 0 1em; margin: 1em 0; } .t2i-refused { color: #c62828; }
 """
 
 
-def render(comparison: Comparison, image_px: int = DEFAULT_IMAGE_PX) -> str:
+def render(comparison: Comparison) -> str:
     a, b = comparison.a, comparison.b
-    parts = [
-        "<!DOCTYPE html>",
-        '<html lang="en"><head><meta charset="utf-8"/><title>t2i-harness comparison</title>',
-        f"<style>{_STYLE}</style></head><body>",
-        "<h1>t2i-harness comparison</h1>",
-        f"<p>A ({a.kind}): <code>{escape(str(a.path))}</code><br/>B ({b.kind}): <code>{escape(str(b.path))}</code></p>",
+    page = html(
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"/><title>t2i-harness comparison</title>'
+        "<style>{}</style></head><body>\n<h1>t2i-harness comparison</h1>\n"
+        "<p>A ({}): <code>{}</code><br/>B ({}): <code>{}</code></p>\n{}\n{}\n{}\n{}\n</body></html>",
+        Markup(_STYLE),
+        a.kind,
+        str(a.path),
+        b.kind,
+        str(b.path),
+        _refusals(comparison),
         _totals(comparison),
         _environment(a, b),
-        _items(comparison, image_px),
-        "</body></html>",
-    ]
-    return "\n".join(parts)
+        _items(comparison),
+    )
+    return str(page)
+
+
+def _refusals(comparison: Comparison) -> Markup:
+    from harness.report import refusals_html
+
+    return refusals_html(comparison.refusals)
 
 
 def _mean(values: list[float]) -> float | None:
@@ -198,7 +238,7 @@ def _fmt(value: float | None, signed: bool = False) -> str:
     return f"{value:+.4f}" if signed else f"{value:.4f}"
 
 
-def _totals(comparison: Comparison) -> str:
+def _totals(comparison: Comparison) -> Markup:
     a, b = comparison.a.scored, comparison.b.scored
     pass_a, pass_b = sum(s.passed for s in a), sum(s.passed for s in b)
     mean_a, mean_b = _mean([s.clip_prob for s in a]), _mean([s.clip_prob for s in b])
@@ -210,123 +250,164 @@ def _totals(comparison: Comparison) -> str:
         ("mean probability of the intended label", _fmt(mean_a), _fmt(mean_b), _fmt(mean_delta, True), "mean-prob"),
         # The delta of the means would mix in items only one side has; the mean of the deltas does not.
     ]
-    body = "".join(
-        f'<tr id="total-{ident}"><th>{what}</th><td class="num a">{va}</td><td class="num b">{vb}</td>'
-        f'<td class="num delta">{d}</td></tr>'
+    body = join(
+        html(
+            '<tr id="total-{}"><th>{}</th><td class="num a">{}</td><td class="num b">{}</td>'
+            '<td class="num delta">{}</td></tr>',
+            ident,
+            what,
+            va,
+            vb,
+            d,
+        )
         for what, va, vb, d, ident in rows
     )
-    counts = "".join(
-        f'<li><span class="count" data-status="{status}">{comparison.count(status)}</span> {status}</li>'
+    counts = join(
+        html('<li><span class="count" data-status="{}">{}</span> {}</li>', status, comparison.count(status), status)
         for status in ROW_STATUSES
         if comparison.count(status) or status in ("regressed", "improved", "unchanged")
     )
-    return (
+    return html(
         '<h2>Totals</h2><table id="totals"><thead><tr><th></th><th>A</th><th>B</th>'
         "<th>B - A (probability: mean change over items in both)</th></tr></thead>"
-        f"<tbody>{body}</tbody></table>"
-        f"<p>Items in both runs, with tolerance {comparison.tolerance:g} on the intended label's probability "
-        f'and margin (a verdict going from pass to fail is always a regression):</p><ul id="changes">{counts}</ul>'
+        "<tbody>{}</tbody></table>"
+        "<p>Items in both runs, with tolerance {:g} on the intended label's probability "
+        'and margin (a verdict going from pass to fail is always a regression):</p><ul id="changes">{}</ul>',
+        body,
+        comparison.tolerance,
+        counts,
     )
 
 
-def _environment(a: Side, b: Side) -> str:
+def _environment(a: Side, b: Side) -> Markup:
     keys = sorted(set(a.environment) | set(b.environment))
     if not keys:
-        return ""
+        return Markup()
     rows = []
     for key in keys:
         va, vb = a.environment.get(key, "-"), b.environment.get(key, "-")
-        changed = ' class="changed"' if va != vb else ""
-        rows.append(f"<tr{changed}><th>{escape(key)}</th><td>{escape(str(va))}</td><td>{escape(str(vb))}</td></tr>")
-    return (
+        changed = "changed" if va != vb else ""
+        rows.append(html('<tr class="{}"><th>{}</th><td>{}</td><td>{}</td></tr>', changed, key, va, vb))
+    return html(
         '<h2>Environment</h2><table id="environment"><thead><tr><th></th><th>A</th><th>B</th></tr></thead>'
-        f"<tbody>{''.join(rows)}</tbody></table>"
+        "<tbody>{}</tbody></table>",
+        join(rows),
     )
 
 
-def _items(comparison: Comparison, image_px: int) -> str:
-    from harness.report import clip_table, resnet_table
-    from harness.thumbnails import thumbnail_data_uri
+def _image(item: SideItem | None, side: Side) -> Markup:
+    if item is None:
+        return html("<em>not in this run</em>")
+    if item.image is not None:
+        return html('<img src="{}" alt="{} seed {}"/>', item.image, item.case, item.seed)
+    if item.image_refused is not None:
+        return html('<em class="t2i-refused">image not shown: {}</em>', item.image_refused)
+    if side.kind == "baseline":
+        if item.scores is not None and item.scores.cache_key:
+            return html("<em>baseline: scores only</em><br/>cache key <code>{}</code>", item.scores.cache_key)
+        return html("<em>baseline: scores only</em>")
+    record = item.record
+    if record is not None and record.fault:
+        return html("<em>{}</em>", record.fault)
+    return html("<em>no image ({})</em>", record.outcome if record is not None else "-")
 
-    def image(item: SideItem | None, side: Side) -> str:
-        if item is None:
-            return "<em>not in this run</em>"
-        if item.image is not None:
-            uri = thumbnail_data_uri(item.image, image_px, quality=85)
-            return f'<img src="{uri}" alt="{escape(item.case)} seed {item.seed}"/>'
-        if side.kind == "baseline":
-            cache = (
-                f"<br/>cache key <code>{escape(item.scores.cache_key)}</code>"
-                if item.scores and item.scores.cache_key
-                else ""
-            )
-            return f"<em>baseline: scores only</em>{cache}"
-        fault = (item.record or {}).get("fault")
-        return f"<em>{escape(fault or 'no image (' + str((item.record or {}).get('outcome')) + ')')}</em>"
 
-    def clip(item: SideItem | None) -> str:
-        if item is None:
-            return ""
-        if item.record is not None:
-            return clip_table(item.record.get("clip"))
-        s = item.scores
-        assert s is not None
-        return (
-            f'<table class="t2i-clip"><tr class="t2i-intended"><td>{s.clip_prob:.4f}</td><td>intended</td>'
-            f"<td>{escape(s.labels[0])}</td></tr><tr><td>{s.clip_margin:+.4f}</td><td>margin</td><td></td></tr>"
-            f"<tr><td>{'pass' if s.clip_passed else 'fail'}</td><td>verdict</td><td></td></tr></table>"
-        )
+def _clip(item: SideItem | None) -> Markup:
+    from harness.report import clip_table
 
-    def resnet(item: SideItem | None) -> str:
-        if item is None:
-            return ""
-        if item.record is not None:
-            return resnet_table(item.record.get("resnet"))
-        s = item.scores
-        if s is None or s.resnet_passed is None:
-            return ""
-        return (
-            f'<table class="t2i-resnet"><tr class="t2i-intended"><td>{_fmt(s.resnet_prob)}</td>'
-            f"<td>{escape(str(s.resnet_class))}</td></tr><tr><td>{'pass' if s.resnet_passed else 'fail'}</td>"
-            "<td>verdict</td></tr></table>"
-        )
+    if item is None:
+        return Markup()
+    if item.record is not None:
+        return clip_table(item.record.clip)
+    s = item.scores
+    if s is None:
+        return Markup()
+    return html(
+        '<table class="t2i-clip"><tr class="t2i-intended"><td>{:.4f}</td><td>intended</td><td>{}</td></tr>'
+        "<tr><td>{:+.4f}</td><td>margin</td><td></td></tr><tr><td>{}</td><td>verdict</td><td></td></tr></table>",
+        s.clip_prob,
+        s.labels[0],
+        s.clip_margin,
+        "pass" if s.clip_passed else "fail",
+    )
 
-    def delta(value: float | None, name: str) -> str:
-        css = (
-            ""
-            if value is None
-            else (" neg" if value < -comparison.tolerance else " pos" if value > comparison.tolerance else "")
-        )
-        data = "" if value is None else repr(value)
-        return f'<div class="delta{css}" data-name="{name}" data-value="{data}">{name}: {_fmt(value, True)}</div>'
 
+def _resnet(item: SideItem | None) -> Markup:
+    from harness.report import resnet_table
+
+    if item is None:
+        return Markup()
+    if item.record is not None:
+        return resnet_table(item.record.resnet)
+    s = item.scores
+    if s is None or s.resnet_passed is None:
+        return Markup()
+    return html(
+        '<table class="t2i-resnet"><tr class="t2i-intended"><td>{}</td><td>{}</td></tr>'
+        "<tr><td>{}</td><td>verdict</td></tr></table>",
+        _fmt(s.resnet_prob),
+        str(s.resnet_class),
+        "pass" if s.resnet_passed else "fail",
+    )
+
+
+def _delta(value: float | None, name: str, tolerance: float) -> Markup:
+    css = "" if value is None else ("neg" if value < -tolerance else "pos" if value > tolerance else "")
+    return html(
+        '<div class="delta {}" data-name="{}" data-value="{}">{}: {}</div>',
+        css,
+        name,
+        "" if value is None else repr(value),
+        name,
+        _fmt(value, True),
+    )
+
+
+def _items(comparison: Comparison) -> Markup:
     rows = []
     for row in comparison.rows:
         file, case, seed = row.key
         some = row.b or row.a
         assert some is not None
-        prompt = (some.record or {}).get("prompt")
+        prompt = some.record.prompt if some.record is not None else ""
         d = row.drift
-        flips = f'<div class="neg">flipped: {escape(", ".join(d.flips))}</div>' if d is not None and d.flips else ""
-        deltas = (
-            delta(d.prob_delta, "probability")
-            + delta(d.margin_delta, "margin")
-            + (delta(d.resnet_delta, "ResNet") if d.resnet_delta is not None else "")
-            + flips
-            if d is not None and d.status != "new"
-            else ""
-        )
-        css = row.status.replace(" ", "-")
+        deltas = Markup()
+        if d is not None and d.status != "new":
+            deltas = join(
+                [
+                    _delta(d.prob_delta, "probability", comparison.tolerance),
+                    _delta(d.margin_delta, "margin", comparison.tolerance),
+                    _delta(d.resnet_delta, "ResNet", comparison.tolerance) if d.resnet_delta is not None else "",
+                    html('<div class="neg">flipped: {}</div>', ", ".join(d.flips)) if d.flips else "",
+                ]
+            )
         rows.append(
-            f'<tr class="{css}" data-file="{escape(file)}" data-case="{escape(case)}" data-seed="{seed}" '
-            f'data-status="{escape(row.status)}">'
-            f"<td><strong>{escape(case)}</strong><br/>seed {seed}<br/><small>{escape(file)}</small>"
-            f'<div class="prompt">{escape(prompt or "")}</div><div class="status">{row.status}</div>{deltas}</td>'
-            f"<td>{image(row.a, comparison.a)}</td><td>{image(row.b, comparison.b)}</td>"
-            f"<td>{clip(row.a)}</td><td>{clip(row.b)}</td><td>{resnet(row.a)}</td><td>{resnet(row.b)}</td></tr>"
+            html(
+                '<tr class="{}" data-file="{}" data-case="{}" data-seed="{}" data-status="{}">'
+                '<td><strong>{}</strong><br/>seed {}<br/><small>{}</small><div class="prompt">{}</div>'
+                '<div class="status">{}</div>{}</td>'
+                "<td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                row.status.replace(" ", "-"),
+                file,
+                case,
+                seed,
+                row.status,
+                case,
+                seed,
+                file,
+                prompt,
+                row.status,
+                deltas,
+                _image(row.a, comparison.a),
+                _image(row.b, comparison.b),
+                _clip(row.a),
+                _clip(row.b),
+                _resnet(row.a),
+                _resnet(row.b),
+            )
         )
-    head = "".join(
-        f"<th>{h}</th>"
+    head = join(
+        html("<th>{}</th>", h)
         for h in (
             "Case, seed, deltas (B - A)",
             "Image A",
@@ -337,17 +418,24 @@ def _items(comparison: Comparison, image_px: int) -> str:
             "ResNet top 5 B",
         )
     )
-    return (
-        "<h2>Items, worst regression first</h2>"
-        f'<table id="items"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
+    return html(
+        '<h2>Items, worst regression first</h2><table id="items"><thead><tr>{}</tr></thead><tbody>{}</tbody></table>',
+        head,
+        join(rows),
     )
 
 
 def write_comparison(
     run_a: Path, run_b: Path, output: Path, tolerance: float = DEFAULT_TOLERANCE, image_px: int = DEFAULT_IMAGE_PX
 ) -> Comparison:
+    """Compare two inputs and write the page; the returned comparison's ``refusals`` say what was left out."""
     if not 0 <= tolerance <= 1:  # NaN fails this too
         raise CompareError(f"--tolerance must be a number in [0, 1], got {tolerance}")
-    comparison = compare(load_side(run_a), load_side(run_b), tolerance)
-    atomic_write_text(output, render(comparison, image_px))
+    if output.is_dir():
+        raise CompareError(f"-o {output}: is a directory; name the page to write, e.g. {output / 'compare.html'}")
+    comparison = compare(load_side(run_a, image_px), load_side(run_b, image_px), tolerance)
+    try:
+        atomic_write_text(output, render(comparison))
+    except OSError as exc:
+        raise CompareError(f"-o {output}: cannot write the page ({exc.strerror or exc})") from None
     return comparison

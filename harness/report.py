@@ -1,21 +1,31 @@
-"""The pytest-html side of the report: per-row image, prompts and scores; environment; atomic writes."""
+"""Report rows (shared by report.html and the merged report) and the pytest-html hooks that put them in place.
+
+A row is built from a typed record (harness.records) and its image, checked by harness.run_images; it is
+rendered through harness.markup, which escapes every value.
+"""
 
 from __future__ import annotations
 
 import os
-from html import escape
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from harness.atomic import atomic_write_text
+from harness.json_input import ShapeError, shown
+from harness.markup import Markup, href, html, join
+from harness.records import ClipResult, Record, Refusal, ResnetResult, parse_record
+from harness.run_images import ImageRefused, RunImage, run_image
 from harness.state import get_state
-from harness.summary import GRID_QUALITY, GRID_THUMB_PX
 from harness.thumbnails import thumbnail_data_uris
 
 # Enough to review an image at a glance; the full-size PNG is a click away. 500 rows stay light.
 THUMBNAIL_PX = 160
+# The summary grid is an overview: 96 px JPEGs shown at 64 CSS px stay sharp on 1.5x screens and keep
+# 500 of them near 2 MB.
+GRID_THUMB_PX = 96
+GRID_QUALITY = 75
 RECORD_PROPERTY = "t2i_record"
 ENVIRONMENT_PROPERTY = "t2i_environment"
 
@@ -29,72 +39,136 @@ def record_of(report: Any) -> dict[str, Any] | None:
     return None
 
 
-def clip_table(clip: dict[str, Any] | None) -> str:
-    if not clip:
-        return ""
-    probs = clip["probs"]
-    winner = max(range(len(probs)), key=probs.__getitem__)
+# ---------------------------------------------------------------------------------------------
+# What a page shows of one record.
+
+
+@dataclass(frozen=True)
+class ShownImage:
+    href: str  # the full-size PNG, relative to the page, percent-encoded
+    thumbnail: str  # JPEG data URI for the results table
+    grid: str  # JPEG data URI for the summary grid
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One record as a page shows it: the record, and its image if that is safe to show."""
+
+    record: Record
+    image: ShownImage | None = None
+    image_refused: str | None = None  # why the record names an image that is not shown
+
+    def refusal(self, source: str, part: str) -> Refusal | None:
+        if self.image_refused is None:
+            return None
+        return Refusal(source, part, self.image_refused, "the record is shown without its image")
+
+
+def entry_for(record: Record, run_dir: Path, page_dir: Path) -> Entry:
+    """The record with its image from ``run_dir`` (checked by harness.run_images), linked from ``page_dir``."""
+    if record.image is None:
+        return Entry(record)
+    try:
+        image = run_image(run_dir, record.image)
+    except ImageRefused as exc:
+        return Entry(record, image_refused=image_problem(record.image, exc))
+    return entry_with_image(record, image, page_dir)
+
+
+def image_problem(image: str, refused: ImageRefused) -> str:
+    return f"field 'image': {shown(image)} {refused}"
+
+
+def entry_with_image(record: Record, image: RunImage, page_dir: Path) -> Entry:
+    thumbnail, grid = thumbnail_data_uris(image.pixels, [(THUMBNAIL_PX, 80), (GRID_THUMB_PX, GRID_QUALITY)])
+    link = href(Path(os.path.relpath(image.path, page_dir.resolve())).as_posix())
+    return Entry(record, ShownImage(link, thumbnail, grid))
+
+
+def clip_table(clip: ClipResult | None) -> Markup:
+    if clip is None:
+        return Markup()
+    winner = clip.winner
     rows = []
-    for index, (label, prob) in enumerate(zip(clip["labels"], probs, strict=True)):
+    for index, (label, prob) in enumerate(zip(clip.labels, clip.probs, strict=True)):
         classes = " ".join(c for c, on in (("t2i-intended", index == 0), ("t2i-picked", index == winner)) if on)
-        mark = "intended" if index == 0 else ""
-        if index == winner:
-            mark = f"{mark} picked".strip()
-        rows.append(f'<tr class="{classes}"><td>{prob:.4f}</td><td>{escape(mark)}</td><td>{escape(label)}</td></tr>')
-    return f'<table class="t2i-clip">{"".join(rows)}</table>'
+        mark = " ".join(m for m, on in (("intended", index == 0), ("picked", index == winner)) if on)
+        rows.append(html('<tr class="{}"><td>{:.4f}</td><td>{}</td><td>{}</td></tr>', classes, prob, mark, label))
+    return html('<table class="t2i-clip">{}</table>', join(rows))
 
 
-def resnet_table(resnet: dict[str, Any] | None) -> str:
-    if not resnet:
-        return ""
-    expected = set(resnet["expect"])
-    rows = "".join(
-        f'<tr class="{"t2i-intended" if name in expected else ""}"><td>{prob:.4f}</td><td>{escape(name)}</td></tr>'
-        for name, prob in resnet["top"]
+def resnet_table(resnet: ResnetResult | None) -> Markup:
+    if resnet is None:
+        return Markup()
+    expected = set(resnet.expect)
+    rows = [
+        html('<tr class="{}"><td>{:.4f}</td><td>{}</td></tr>', "t2i-intended" if name in expected else "", prob, name)
+        for name, prob in resnet.top
+    ]
+    return html(
+        '<table class="t2i-resnet">{}</table><div>expected (top {}): {}</div>',
+        join(rows),
+        resnet.top_k,
+        ", ".join(resnet.expect),
     )
-    want = escape(", ".join(resnet["expect"]))
-    return f'<table class="t2i-resnet">{rows}</table><div>expected (top {resnet["top_k"]}): {want}</div>'
 
 
-def row_cells(
-    record: dict[str, Any], report_dir: Path, html_dir: Path, grid_thumbnails: dict[str, str] | None = None
-) -> list[str]:
-    """The report's cells for one record (HTML, user strings escaped), in COLUMNS order.
+def image_cell(entry: Entry) -> Markup:
+    record, image = entry.record, entry.image
+    if image is not None:
+        return html(
+            '<a href="{}" target="_blank"><img class="t2i-thumb" src="{}" alt="{}"/></a>',
+            image.href,
+            image.thumbnail,
+            record.case,
+        )
+    if entry.image_refused is not None:
+        return html('<em class="t2i-refused">image not shown: {}</em>', entry.image_refused)
+    if record.fault:
+        return html("<em>{}</em>", record.fault)
+    return Markup()
 
-    With ``grid_thumbnails``, the summary grid's thumbnail is made from the same decode of the PNG
-    and stored there under the record's ``image``.
-    """
-    image = ""
-    if record.get("image"):
-        png = report_dir / record["image"]
-        if png.is_file():
-            href = Path(os.path.relpath(png, html_dir)).as_posix()
-            thumbnail, grid = thumbnail_data_uris(png, [(THUMBNAIL_PX, 80), (GRID_THUMB_PX, GRID_QUALITY)])
-            if grid_thumbnails is not None:
-                grid_thumbnails[record["image"]] = grid
-            image = (
-                f'<a href="{escape(href)}" target="_blank">'
-                f'<img class="t2i-thumb" src="{thumbnail}" alt="{escape(record["case"])}"/></a>'
-            )
-    elif record.get("fault"):
-        image = f"<em>{escape(record['fault'])}</em>"
-    size = f"{record['width']}x{record['height']}" if record.get("width") else "pipeline default"
-    timings = "<br/>".join(f"{escape(k)} {v:.3f}" for k, v in record.get("timings", {}).items())
-    if record.get("cached"):
-        timings = '<div class="t2i-cached">image from cache</div>' + timings
-    warnings = "".join(f'<div class="t2i-warning">&#9888; {escape(note)}</div>' for note in record.get("warnings", []))
+
+def row_cells(entry: Entry) -> list[Markup]:
+    """The report's cells for one record, in COLUMNS order."""
+    record = entry.record
+    if record.width is not None and record.height is not None:
+        size = html("{}x{}", record.width, record.height)
+    else:
+        size = html("pipeline default")
+    timings = join((html("{} {:.3f}", name, seconds) for name, seconds in record.timings.items()), "<br/>")
+    if record.cached:
+        timings = html('<div class="t2i-cached">image from cache</div>{}', timings)
+    warnings = join(html('<div class="t2i-warning">&#9888; {}</div>', note) for note in record.warnings)
     return [
-        image,
-        escape(record["prompt"]) + warnings,
-        escape(record.get("negative_prompt") or ""),
-        str(int(record["seed"])),
-        str(int(record["steps"])),
-        f"{float(record['guidance_scale']):g}",
-        escape(size),
-        clip_table(record.get("clip")),
-        resnet_table(record.get("resnet")),
+        image_cell(entry),
+        html("{}{}", record.prompt, warnings),
+        html("{}", record.negative_prompt or ""),
+        html("{}", record.seed),
+        html("{}", record.steps),
+        html("{:g}", record.guidance_scale),
+        size,
+        clip_table(record.clip),
+        resnet_table(record.resnet),
         timings,
     ]
+
+
+def refusals_html(refusals: list[Refusal]) -> Markup:
+    """The list of what an input had that was left out, at the top of a page; nothing when all was read."""
+    if not refusals:
+        return Markup()
+    items = join(html("<li>{}</li>", str(refusal)) for refusal in refusals)
+    return html(
+        '<section id="t2i-refused"><h2>Refused input ({})</h2><p>These parts of the inputs are not shown as '
+        "they are, for the reason given:</p><ul>{}</ul></section>",
+        len(refusals),
+        items,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# pytest-html.
 
 
 class HtmlReportHooks:
@@ -102,22 +176,15 @@ class HtmlReportHooks:
 
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
-        self._grid_thumbnails: dict[str, str] = {}  # made with the table's, used by the summary
+        self._entries: dict[str, Entry] = {}  # by record id: made with the table's row, reused by the summary
 
-    @pytest.hookimpl(trylast=True)
-    def pytest_configure(self, config: pytest.Config) -> None:
-        self._make_writes_atomic(config)
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_sessionstart(self, session: pytest.Session) -> None:
+        # Not in pytest_configure: pytest-html registers its report plugin in its own pytest_configure,
+        # which may run after this plugin's. Before pytest-html's sessionstart, which may write a first page.
+        from harness.pytest_html_compat import adapt_report_plugins
 
-    @staticmethod
-    def _make_writes_atomic(config: pytest.Config) -> None:
-        # pytest-html writes report.html in place; an interrupted run would leave half a file.
-        # Route its single write through a temp file and a rename.
-        from pytest_html.basereport import BaseReport
-
-        for plugin in config.pluginmanager.get_plugins():
-            if isinstance(plugin, BaseReport) and hasattr(plugin, "_write_report"):
-                path = plugin._report_path
-                plugin._write_report = lambda rendered, path=path: atomic_write_text(path, rendered)
+        adapt_report_plugins(self.config)
 
     def pytest_html_report_title(self, report: Any) -> None:
         report.title = "t2i-harness report"
@@ -128,22 +195,43 @@ class HtmlReportHooks:
         # Above the table: pass rates per file, tag and case, and a grid of every image.
         from harness.summary import summary_html
 
-        state = get_state(self.config)
-        postfix.append(
-            summary_html(list(state.finished.values()), state.report_dir, self._html_dir(), self._grid_thumbnails)
-        )
+        entries = []
+        for raw in get_state(self.config).finished.values():
+            entry = self._entry(raw)
+            if entry is not None:
+                entries.append(entry)
+        postfix.append(str(summary_html(entries)))
 
     def pytest_html_results_table_header(self, cells: list[str]) -> None:
         # After "Result" and "Test".
-        cells[2:2] = [f"<th>{escape(name)}</th>" for name in COLUMNS]
+        cells[2:2] = [str(html("<th>{}</th>", name)) for name in COLUMNS]
 
     def pytest_html_results_table_row(self, report: Any, cells: list[str]) -> None:
-        record = record_of(report)
-        if record:
-            values = row_cells(record, get_state(self.config).report_dir, self._html_dir(), self._grid_thumbnails)
-        else:
-            values = [""] * len(COLUMNS)
-        cells[2:2] = [f'<td class="col-t2i">{value}</td>' for value in values]
+        _escape_test_id(report, cells)
+        raw = record_of(report)
+        values: list[Markup] = [Markup()] * len(COLUMNS)
+        if raw is not None:
+            try:
+                entry = self._entry(raw, strict=True)
+            except ShapeError as exc:
+                values[0] = html('<em class="t2i-refused">record not shown: {}</em>', str(exc))
+            else:
+                assert entry is not None
+                values = row_cells(entry)
+        cells[2:2] = [str(html('<td class="col-t2i">{}</td>', value)) for value in values]
+
+    def _entry(self, raw: dict[str, Any], strict: bool = False) -> Entry | None:
+        try:
+            record = parse_record(raw)
+        except ShapeError:
+            if strict:
+                raise
+            return None
+        entry = self._entries.get(record.id)
+        if entry is None or entry.record != record:
+            entry = entry_for(record, get_state(self.config).report_dir, self._html_dir())
+            self._entries[record.id] = entry
+        return entry
 
     def _html_dir(self) -> Path:
         html_path = self.config.getoption("htmlpath")
@@ -160,3 +248,19 @@ class HtmlReportHooks:
         metadata = self.config.stash.get(metadata_key, None)
         if metadata is not None:
             metadata.update(get_state(self.config).environment)
+
+
+def _escape_test_id(report: Any, cells: list[str]) -> None:
+    """pytest-html puts the node id into the Test cell unescaped: a case file or a parametrize id holding
+    markup would run in the page. The cell is rebuilt from the id, escaped."""
+    test_id = report.nodeid if report.when == "call" else f"{report.nodeid}::{report.when}"
+    for index, cell in enumerate(cells):
+        if cell.startswith('<td class="col-testId">'):
+            cells[index] = str(html('<td class="col-testId">{}</td>', test_id))
+            return
+    from harness.pytest_html_compat import pytest_html_version
+
+    raise RuntimeError(
+        f"pytest-html {pytest_html_version()} builds its Test cell in a way the t2i harness does not know, so "
+        "the harness cannot escape the test id in it; install pytest-html>=4.1,<5"
+    )

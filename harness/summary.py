@@ -1,24 +1,21 @@
-"""The summary above report.html's table: pass rates per file, tag and case, and a grid of every image.
+"""The summary above a report's table: pass rates per file, tag and case, and a grid of every image.
 
 Built from the same records as results.json, so every number here can be recomputed from that file.
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from html import escape
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from harness.thumbnails import thumbnail_data_uri
+from harness.markup import Markup, html, join
 
-# The grid is an overview (the table below has 256 px thumbnails): 96 px JPEGs shown at 64 CSS px stay
-# sharp on 1.5x screens and keep 500 of them near 2 MB.
-GRID_THUMB_PX = 96
+if TYPE_CHECKING:
+    from harness.records import Record
+    from harness.report import Entry
+
 OPEN_UP_TO = 30  # longer per-case tables start folded, so the grid and the results table stay in reach
-GRID_QUALITY = 75
 OUTCOME_GROUPS = {
     "passed": "passed",
     "failed": "failed",
@@ -27,11 +24,12 @@ OUTCOME_GROUPS = {
     "xfailed": "xfailed",
     "skipped": "skipped",
 }
+GROUPS = ("passed", "failed", "xfailed", "skipped")
 
 
-def outcome_group(record: dict[str, Any]) -> str:
+def outcome_group(record: Record) -> str:
     """passed, failed (failed, error or xpassed), xfailed, skipped; anything unfinished counts as failed."""
-    return OUTCOME_GROUPS.get(str(record.get("outcome")), "failed")
+    return OUTCOME_GROUPS.get(record.outcome, "failed")
 
 
 @dataclass
@@ -41,7 +39,7 @@ class Tally:
     xfailed: int = 0
     skipped: int = 0
 
-    def add(self, record: dict[str, Any]) -> None:
+    def add(self, record: Record) -> None:
         group = outcome_group(record)
         setattr(self, group, getattr(self, group) + 1)
 
@@ -55,7 +53,7 @@ class Tally:
         return f"{100 * self.passed / self.run:.0f}%" if self.run else "-"
 
 
-def tallies(records: Iterable[dict[str, Any]], keys: Any) -> dict[Any, Tally]:
+def tallies(records: Iterable[Record], keys: Callable[[Record], Iterable[Any]]) -> dict[Any, Tally]:
     """One Tally per key; ``keys(record)`` names the groups a record belongs to."""
     result: dict[Any, Tally] = {}
     for record in records:
@@ -86,109 +84,130 @@ _STYLE = """
 """
 
 
-def summary_html(
-    records: list[dict[str, Any]],
-    report_dir: Path,
-    html_dir: Path,
-    grid_thumbnails: Mapping[str, str] | None = None,
-) -> str:
-    """The whole summary section; every user string is escaped.
-
-    ``grid_thumbnails`` maps a record's ``image`` to its grid thumbnail when the caller already made
-    it (report.row_cells does, from the same decode as the table's); others are made here.
-    """
-    if not records:
-        return ""
-    records = sorted(records, key=lambda r: (str(r["file"]), str(r["case"]), int(r["seed"])))
+def summary_html(entries: list[Entry]) -> Markup:
+    """The whole summary section, from the records and their checked images (harness.report.Entry)."""
+    if not entries:
+        return Markup()
+    entries = sorted(entries, key=lambda e: e.record.key)
+    records = [entry.record for entry in entries]
     total = Tally()
     for record in records:
         total.add(record)
     parts = [
-        '<section id="t2i-summary">',
-        f"<style>{_STYLE}</style>",
-        "<h2>Prompt summary</h2>",
-        f'<p id="t2i-totals" data-passed="{total.passed}" data-run="{total.run}" data-total="{len(records)}">'
-        f"{len(records)} items: {total.passed} of {total.run} run passed ({total.rate}); "
-        f"{total.failed} failed, {total.xfailed} xfailed, {total.skipped} skipped. "
-        "Pass rate = passed / run; skipped items are not run.</p>",
+        html('<section id="t2i-summary"><style>{}</style><h2>Prompt summary</h2>', Markup(_STYLE)),
+        html(
+            '<p id="t2i-totals" data-passed="{}" data-run="{}" data-total="{}">{} items: {} of {} run passed ({}); '
+            "{} failed, {} xfailed, {} skipped. Pass rate = passed / run; skipped items are not run.</p>",
+            total.passed,
+            total.run,
+            len(records),
+            len(records),
+            total.passed,
+            total.run,
+            total.rate,
+            total.failed,
+            total.xfailed,
+            total.skipped,
+        ),
         _baseline_line(records),
-        _tally_table("t2i-by-file", "File", tallies(records, lambda r: [r["file"]])),
-        _tally_table("t2i-by-tag", "Tag", dict(sorted(tallies(records, lambda r: r.get("tags") or []).items()))),
+        _tally_table("t2i-by-file", "File", tallies(records, lambda r: [r.file])),
+        _tally_table("t2i-by-tag", "Tag", dict(sorted(tallies(records, lambda r: r.tags).items()))),
         _case_table(records),
-        _grid(records, report_dir, html_dir, grid_thumbnails or {}),
-        "</section>",
+        _grid(entries),
+        Markup("</section>"),
     ]
-    return "\n".join(part for part in parts if part)
+    return join((part for part in parts if part), "\n")
 
 
-def _baseline_line(records: list[dict[str, Any]]) -> str:
-    compared = [r["baseline"] for r in records if r.get("baseline")]
+def _baseline_line(records: list[Record]) -> Markup:
+    compared = [r.baseline for r in records if r.baseline is not None]
     if not compared:
-        return ""
+        return Markup()
     counts: dict[str, int] = {}
     for baseline in compared:
-        counts[baseline["status"]] = counts.get(baseline["status"], 0) + 1
-    shown = ", ".join(f'<span data-status="{escape(s)}">{n} {escape(s)}</span>' for s, n in sorted(counts.items()))
-    return f'<p id="t2i-baseline">Against baseline {escape(repr(compared[0]["name"]))}: {shown}.</p>'
+        counts[baseline.status] = counts.get(baseline.status, 0) + 1
+    shown = join((html('<span data-status="{}">{} {}</span>', s, n, s) for s, n in sorted(counts.items())), ", ")
+    return html('<p id="t2i-baseline">Against baseline {}: {}.</p>', repr(compared[0].name), shown)
 
 
-def _tally_table(table_id: str, what: str, groups: dict[Any, Tally]) -> str:
+def _tally_table(table_id: str, what: str, groups: dict[Any, Tally]) -> Markup:
     if not groups:
-        return ""
+        return Markup()
     rows = [
-        f'<tr data-key="{escape(str(key))}"><td>{escape(str(key))}</td>'
-        f'<td class="num">{t.passed}</td><td class="num">{t.run}</td><td class="num">{t.rate}</td>'
-        f'<td class="num">{t.failed}</td><td class="num">{t.xfailed}</td><td class="num">{t.skipped}</td></tr>'
+        html(
+            '<tr data-key="{0}"><td>{0}</td><td class="num">{1}</td><td class="num">{2}</td><td class="num">{3}</td>'
+            '<td class="num">{4}</td><td class="num">{5}</td><td class="num">{6}</td></tr>',
+            str(key),
+            *(t.passed, t.run, t.rate, t.failed, t.xfailed, t.skipped),
+        )
         for key, t in groups.items()
     ]
-    head = "".join(f"<th>{h}</th>" for h in (what, "Passed", "Run", "Pass rate", "Failed", "XFailed", "Skipped"))
-    return f'<table id="{table_id}"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
+    head = join(html("<th>{}</th>", h) for h in (what, "Passed", "Run", "Pass rate", "Failed", "XFailed", "Skipped"))
+    return html('<table id="{}"><thead><tr>{}</tr></thead><tbody>{}</tbody></table>', table_id, head, join(rows))
 
 
-def _case_table(records: list[dict[str, Any]]) -> str:
-    by_case: dict[tuple[str, str], list[dict[str, Any]]] = {}
+def _case_table(records: list[Record]) -> Markup:
+    by_case: dict[tuple[str, str], list[Record]] = {}
     for record in records:
-        by_case.setdefault((str(record["file"]), str(record["case"])), []).append(record)
+        by_case.setdefault((record.file, record.case), []).append(record)
     rows = []
     for (file, case), items in by_case.items():
         tally = Tally()
         for record in items:
             tally.add(record)
-        dots = "".join(
-            f'<span class="t2i-dot t2i-bg-{outcome_group(r)}" '
-            f'title="seed {int(r["seed"])}: {escape(str(r["outcome"]))}"></span>'
+        dots = join(
+            html('<span class="t2i-dot t2i-bg-{}" title="seed {}: {}"></span>', outcome_group(r), r.seed, r.outcome)
             for r in items
         )
         rows.append(
-            f'<tr data-key="{escape(file)}::{escape(case)}"><td>{escape(file)}</td><td>{escape(case)}</td>'
-            f'<td class="num">{tally.passed}</td><td class="num">{tally.run}</td><td class="num">{tally.rate}</td>'
-            f"<td>{dots}</td></tr>"
+            html(
+                '<tr data-key="{}::{}"><td>{}</td><td>{}</td><td class="num">{}</td><td class="num">{}</td>'
+                '<td class="num">{}</td><td>{}</td></tr>',
+                file,
+                case,
+                file,
+                case,
+                tally.passed,
+                tally.run,
+                tally.rate,
+                dots,
+            )
         )
-    head = "".join(f"<th>{h}</th>" for h in ("File", "Case", "Seeds passed", "Seeds run", "Pass rate", "Per seed"))
-    return (
-        f"<details{' open' if len(rows) <= OPEN_UP_TO else ''}><summary>Per case, across seeds ({len(rows)} cases)"
-        f'</summary><table id="t2i-by-case"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
-        "</details>"
+    head = join(html("<th>{}</th>", h) for h in ("File", "Case", "Seeds passed", "Seeds run", "Pass rate", "Per seed"))
+    return html(
+        '<details{}><summary>Per case, across seeds ({} cases)</summary><table id="t2i-by-case"><thead><tr>{}</tr>'
+        "</thead><tbody>{}</tbody></table></details>",
+        Markup(" open") if len(rows) <= OPEN_UP_TO else Markup(),
+        len(rows),
+        head,
+        join(rows),
     )
 
 
-def _grid(records: list[dict[str, Any]], report_dir: Path, html_dir: Path, grid_thumbnails: Mapping[str, str]) -> str:
-    legend = "".join(f'<span class="t2i-bg-{g}">{g}</span>' for g in ("passed", "failed", "xfailed", "skipped"))
+def _grid(entries: list[Entry]) -> Markup:
+    legend = join(html('<span class="t2i-bg-{}">{}</span>', g, g) for g in GROUPS)
     cells = []
-    for record in records:
+    for entry in entries:
+        record = entry.record
         group = outcome_group(record)
-        label = f"{record['case']} seed {int(record['seed'])}: {record['outcome']}"
-        png = report_dir / record["image"] if record.get("image") else None
-        if png is not None and png.is_file():
-            href = Path(os.path.relpath(png, html_dir)).as_posix()
-            uri = grid_thumbnails.get(record["image"]) or thumbnail_data_uri(png, GRID_THUMB_PX, GRID_QUALITY)
-            inner = f'<img src="{uri}" alt="{escape(label)}"/>'
+        label = f"{record.case} seed {record.seed}: {record.outcome}"
+        if entry.image is not None:
             cells.append(
-                f'<a class="t2i-{group}" href="{escape(href)}" target="_blank" title="{escape(label)}">{inner}</a>'
+                html(
+                    '<a class="t2i-{}" href="{}" target="_blank" title="{}"><img src="{}" alt="{}"/></a>',
+                    group,
+                    entry.image.href,
+                    label,
+                    entry.image.grid,
+                    label,
+                )
             )
         else:
-            cells.append(f'<a class="t2i-{group}" title="{escape(label)}">{escape(label)}</a>')
-    return (
-        f"<details open><summary>All {len(records)} images, by verdict</summary>"
-        f'<p class="t2i-legend">{legend}</p><div id="t2i-grid">{"".join(cells)}</div></details>'
+            cells.append(html('<a class="t2i-{}" title="{}">{}</a>', group, label, label))
+    return html(
+        '<details open><summary>All {} images, by verdict</summary><p class="t2i-legend">{}</p>'
+        '<div id="t2i-grid">{}</div></details>',
+        len(entries),
+        legend,
+        join(cells),
     )

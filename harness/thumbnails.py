@@ -5,20 +5,19 @@ from __future__ import annotations
 import base64
 import io
 from collections.abc import Sequence
-from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from PIL.Image import Image
 
 
-def thumbnail_data_uri(png_path: Path, px: int, quality: int = 80) -> str:
+def thumbnail_data_uri(image: Image, px: int, quality: int = 80) -> str:
     """A JPEG data URI no larger than ``px`` on either side."""
-    return thumbnail_data_uris(png_path, [(px, quality)])[0]
+    return thumbnail_data_uris(image, [(px, quality)])[0]
 
 
-def thumbnail_data_uris(png_path: Path, sizes: Sequence[tuple[int, int]]) -> list[str]:
-    """JPEG data URIs of one image at several (px, quality): the PNG is decoded once for all."""
-    from PIL import Image
-
-    with Image.open(png_path) as opened:
-        image = opened.convert("RGB")
+def thumbnail_data_uris(image: Image, sizes: Sequence[tuple[int, int]]) -> list[str]:
+    """JPEG data URIs of one decoded RGB image (harness.run_images.run_image) at several (px, quality)."""
     uris = []
     for px, quality in sizes:
         small = image.copy()

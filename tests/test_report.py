@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
 from html import unescape
 
@@ -85,7 +86,17 @@ def test_report_html_rows_show_image_prompt_and_scores(
         assert text in html
     for header in ("Image", "Prompt", "Negative prompt", "Seed", "Steps", "Guidance", "Size", "CLIP", "ResNet top 5"):
         assert f"<th>{header}</th>" in page
-    assert "64x64" in html and "6.5" in html
+    # Each value in its own column: pytest-html's Result and Test cells come first, then the harness's.
+    for row in rows:
+        cells = [re.sub(r"<[^>]+>", "", cell) for cell in row["resultsTableRow"][2:12]]
+        seed = "0" if "seed=0" in row["resultsTableRow"][1] else "3"
+        assert dict(zip(("Seed", "Steps", "Guidance", "Size"), cells[3:7], strict=True)) == {
+            "Seed": seed,
+            "Steps": "2",
+            "Guidance": "6.5",
+            "Size": "64x64",
+        }
+        assert cells[1] == clip_labels.prompt and cells[2] == "blurry, low quality"
 
 
 def test_report_environment_names_models_device_and_versions(
@@ -117,3 +128,50 @@ def test_report_dir_option_moves_results_and_images(
     # On the command line it is relative to the current directory and wins over the ini.
     pytester.runpytest("owls.yaml", "--t2i-report-dir=cli-dir", *model_args).assert_outcomes(passed=1)
     assert (pytester.path / "cli-dir/results.json").is_file()
+
+
+def test_report_html_is_replaced_atomically(
+    pytester: pytest.Pytester, model_args: list[str], clip_labels: Labels
+) -> None:
+    pytester.makefile(".yaml", owls=passing_case(clip_labels))
+    report = pytester.mkdir("reports") / "report.html"
+    report.write_text("the last run's report")
+    # A hard link shares the file: an in-place write would change what it reads, a rename leaves it alone.
+    os.link(report, pytester.path / "link.html")
+    before = report.stat().st_ino
+    result = pytester.runpytest("owls.yaml", "--html=reports/report.html", "--self-contained-html", *model_args)
+    result.assert_outcomes(passed=1)
+    assert (pytester.path / "link.html").read_text() == "the last run's report"
+    assert report.stat().st_ino != before
+    assert '<title id="head-title">t2i-harness report</title>' in report.read_text()
+    assert sorted(p.name for p in report.parent.iterdir()) == ["images", "report.html", "results.json"]  # no temp
+
+
+@pytest.mark.parametrize("missing", ["_write_report", "_generate_environment"])
+def test_report_stops_with_a_usage_error_when_pytest_html_lacks_what_it_wraps(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, missing: str
+) -> None:
+    from pytest_html import __version__
+    from pytest_html.basereport import BaseReport
+
+    monkeypatch.delattr(BaseReport, missing)  # as a pytest-html release without it would be
+    pytester.makepyfile("def test_nothing():\n    pass\n")
+    result = pytester.runpytest("--html=report.html")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert result.stderr.lines[0] == (
+        f"ERROR: --html: the t2i harness cannot make pytest-html {__version__}'s report atomic and escaped (Report "
+        f"lacks {missing}). It supports pytest-html 4.1 to 4.x: install one (pip install 'pytest-html>=4.1,<5'), or "
+        "run without --html."
+    )
+    assert not (pytester.path / "report.html").exists()
+
+
+def test_report_escapes_environment_values(pytester: pytest.Pytester) -> None:
+    # pytest-html puts environment values (and the keys and values of nested ones) into the page as HTML.
+    pytester.makepyfile("def test_nothing():\n    pass\n")
+    value = "<img src=x onerror=alert(1)>"
+    nested = json.dumps({"pkgs": {"<b>key</b>": "<i>value</i>"}})
+    pytester.runpytest("--html=report.html", "--metadata", "evil", value, "--metadata-from-json", nested)
+    environment = report_data((pytester.path / "report.html").read_text())["environment"]
+    assert environment["evil"] == "&lt;img src=x onerror=alert(1)&gt;"
+    assert environment["pkgs"] == {"&lt;b&gt;key&lt;/b&gt;": "&lt;i&gt;value&lt;/i&gt;"}

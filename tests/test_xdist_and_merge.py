@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import base64
+import io
 import json
 import re
 import subprocess
 import sys
 
 import pytest
+from test_report import report_data
 
 from conftest import Labels, case_yaml
 from harness.xdist_scheduling import case_scope
@@ -52,7 +55,14 @@ def test_xdist_run_writes_complete_report_and_keeps_seeds_together(
     assert all((pytester.path / "reports" / r["image"]).is_file() for r in document["results"])
     assert document["environment"]["t2i pipeline"].endswith("sd-pipeline @ local dir")
     html = (pytester.path / "reports/report.html").read_text()
-    assert html.count("data:image/jpeg;base64,") >= 8
+    # One thumbnail per item in the table and one in the summary grid: 8 items, 16 images, no more, no less.
+    assert html.count("data:image/jpeg;base64,") == 16
+    rows = [row for tests in report_data(html)["tests"].values() for row in tests]
+    assert len(rows) == 8
+    for record in document["results"]:
+        assert html.count(f'href="{record["image"]}"') == 1, record["image"]  # its grid cell
+        (row,) = [row for row in rows if record["id"] in row["resultsTableRow"][1]]  # and its table row
+        assert "".join(row["resultsTableRow"]).count(f'href="{record["image"]}"') == 1
     assert "sd-pipeline @ local dir" in html
 
 
@@ -83,7 +93,14 @@ def test_merge_shards_into_one_report(pytester: pytest.Pytester, model_args: lis
 def test_merge_errors_name_the_run(pytester: pytest.Pytester) -> None:
     pytester.mkdir("empty")
     (pytester.mkdir("broken") / "results.json").write_text("{not json")
-    for run, message in (("empty", "empty: no results.json here"), ("broken", "broken/results.json:1: not valid JSON")):
+    for run, message in (
+        ("empty", "empty: no results.json here; give report dirs written by `pytest --t2i-report-dir`"),
+        (
+            "broken",
+            "broken/results.json:1: not a readable results.json: not valid JSON (Expecting property name enclosed in "
+            "double quotes)",
+        ),
+    ):
         result = subprocess.run(
             [sys.executable, "-m", "harness", "merge", run, "-o", "out"],
             cwd=pytester.path,
@@ -91,29 +108,60 @@ def test_merge_errors_name_the_run(pytester: pytest.Pytester) -> None:
             text=True,
         )
         assert result.returncode == 2
-        assert f"python -m harness merge: {message}" in result.stderr
-        assert "Traceback" not in result.stderr
+        assert result.stderr == f"python -m harness merge: {message}\n"
+        assert not (pytester.path / "out").exists()
 
 
-def test_merge_ignores_image_paths_that_escape_the_run(pytester: pytest.Pytester) -> None:
+def test_merge_ignores_image_paths_that_escape_the_run(
+    pytester: pytest.Pytester, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from PIL import Image
+
+    from harness.__main__ import main
+
     run = pytester.mkdir("run")
-    (pytester.path / "secret.png").write_bytes(b"not for the report")
-    record = {
-        "id": "a.yaml::x[seed=0]",
-        "case": "x",
-        "file": "a.yaml",
-        "seed": 0,
-        "prompt": "p",
-        "negative_prompt": None,
-        "steps": 1,
-        "guidance_scale": 7.5,
-        "width": 8,
-        "height": 8,
-        "image": "../secret.png",
-        "outcome": "passed",
+    # The secret is a real PNG, red; the run's own image is green. A leak would show as red in the output.
+    Image.new("RGB", (8, 8), (255, 0, 0)).save(pytester.path / "secret.png")
+    (run / "images").mkdir()
+    Image.new("RGB", (8, 8), (0, 200, 0)).save(run / "images/own.png")
+
+    def record(case: str, image: str) -> dict[str, object]:
+        return {
+            "id": f"a.yaml::{case}[seed=0]",
+            "case": case,
+            "file": "a.yaml",
+            "line": 1,
+            "seed": 0,
+            "prompt": "p",
+            "negative_prompt": None,
+            "steps": 1,
+            "guidance_scale": 7.5,
+            "width": 8,
+            "height": 8,
+            "tags": [],
+            "image": image,
+            "outcome": "passed",
+        }
+
+    records = [record("escape", "../secret.png"), record("own", "images/own.png")]
+    (run / "results.json").write_text(json.dumps({"results": records}))
+    assert main(["merge", "run", "-o", "out"]) == 1
+    assert capsys.readouterr().err.splitlines()[0] == (
+        "python -m harness merge: refused: run/results.json: record 0 (id 'a.yaml::escape[seed=0]'): "
+        "field 'image': '../secret.png' resolves outside the run dir; its image is left out"
+    )
+    merged = {r["case"]: r["image"] for r in json.loads((pytester.path / "out/results.json").read_text())["results"]}
+    assert merged == {"escape": None, "own": "images/own.png"}
+    secret = (pytester.path / "secret.png").read_bytes()
+    assert secret.startswith(b"\x89PNG")  # the trap is a file merge would copy, were it inside the run
+    files = {
+        p.relative_to(pytester.path / "out").as_posix(): p.read_bytes() for p in (pytester.path / "out").rglob("*.png")
     }
-    (run / "results.json").write_text(json.dumps({"results": [record]}))
-    subprocess.run([sys.executable, "-m", "harness", "merge", "run", "-o", "out"], cwd=pytester.path, check=True)
-    assert json.loads((pytester.path / "out/results.json").read_text())["results"][0]["image"] is None
-    assert not (pytester.path / "secret.png").read_bytes().startswith(b"\x89PNG")
-    assert [p.name for p in (pytester.path / "out").rglob("*.png")] == []
+    assert files == {"images/own.png": (run / "images/own.png").read_bytes()}
+    page = (pytester.path / "out/report.html").read_text()
+    colors = []
+    for data in re.findall(r"data:image/jpeg;base64,([A-Za-z0-9+/=]+)", page):
+        with Image.open(io.BytesIO(base64.b64decode(data))) as thumbnail:
+            colors.append(thumbnail.convert("RGB").getpixel((0, 0)))
+    assert len(colors) == 2  # the own image, in the table and in the grid: what a leaked one would look like
+    assert all(green > 150 and red < 60 for red, green, _ in colors), colors

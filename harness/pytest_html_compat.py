@@ -1,0 +1,82 @@
+"""What the harness's report needs from pytest-html 4.x beyond its public hooks, set up at session start.
+
+pytest-html writes report.html in place, so an interrupted run would leave half a file; and its page puts
+each environment value into the DOM as HTML (``innerHTML``), so a model path or a CI variable holding
+markup would run in the page. The harness wraps two private methods of pytest-html's report plugin: the
+write goes through a temp file and a rename, and the environment is escaped each time the page is
+generated. This happens at pytest_sessionstart, once pytest-html's plugin exists (it registers itself in
+its own pytest_configure). When a pytest-html release no longer has what is wrapped, the run stops with
+a usage error naming the version, rather than writing a report that is silently unsafe or not atomic.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from harness.atomic import atomic_write_text
+from harness.markup import escape
+
+# pytest_html.basereport.BaseReport's attributes that are wrapped or read.
+REQUIRED = ("_report_path", "_write_report", "_generate_report", "_generate_environment", "_report")
+
+
+def pytest_html_version() -> str:
+    try:
+        from pytest_html import __version__
+    except ImportError:
+        return "unknown"
+    return str(__version__)
+
+
+def adapt_report_plugins(config: pytest.Config) -> int:
+    """Wrap every pytest-html report plugin of this session; returns how many there are."""
+    if not getattr(config.option, "htmlpath", None) or hasattr(config, "workerinput"):
+        return 0  # no report, or an xdist worker (the controller writes it)
+    from pytest_html.basereport import BaseReport
+
+    reports = [plugin for plugin in config.pluginmanager.get_plugins() if isinstance(plugin, BaseReport)]
+    problems = [] if reports else ["no report plugin (pytest_html.basereport.BaseReport) is registered"]
+    for report in reports:
+        missing = [name for name in REQUIRED if not hasattr(report, name)]
+        if not missing and not hasattr(report._report, "set_data"):
+            missing.append("_report.set_data")
+        if missing:
+            problems.append(f"{type(report).__name__} lacks {', '.join(missing)}")
+    if problems:
+        raise pytest.UsageError(
+            f"--html: the t2i harness cannot make pytest-html {pytest_html_version()}'s report atomic and escaped "
+            f"({'; '.join(problems)}). It supports pytest-html 4.1 to 4.x: install one "
+            "(pip install 'pytest-html>=4.1,<5'), or run without --html."
+        )
+    for report in reports:
+        _wrap(report)
+    return len(reports)
+
+
+def _wrap(report: Any) -> None:
+    if getattr(report, "_t2i_wrapped", False):
+        return
+    path = report._report_path
+    report._write_report = lambda rendered: atomic_write_text(path, rendered)
+    generate = report._generate_report
+
+    def generate_escaped(*args: Any, **kwargs: Any) -> Any:
+        report._report.set_data("environment", escaped_environment(report._generate_environment()))
+        return generate(*args, **kwargs)
+
+    report._generate_report = generate_escaped
+    report._t2i_wrapped = True
+
+
+def escaped_environment(metadata: dict[str, Any]) -> dict[str, Any]:
+    """pytest-metadata's dict as pytest-html's page needs it: every value escaped (the keys of the table
+    are set as text; the keys and values of a nested dict, such as "Packages", as HTML)."""
+    shown: dict[str, Any] = {}
+    for key, value in metadata.items():
+        if isinstance(value, dict):
+            shown[key] = {str(escape(str(k))): str(escape(str(v))) for k, v in value.items()}
+        else:
+            shown[key] = str(escape(str(value)))
+    return shown

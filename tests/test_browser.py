@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from test_compare import _two_runs
+from test_hostile_inputs import malicious_run, markup, record, write_run
 
 from conftest import Labels, case_yaml
 from harness.__main__ import main
@@ -198,3 +200,110 @@ def test_compare_html_in_chromium(
     _assert_user_strings_are_text(page)
     page.close()
     assert (tmp_path / "compare.png").stat().st_size > 10_000
+
+
+def _assert_nothing_ran(page: Any) -> None:
+    assert page.query_selector_all(".t2i-xss") == []
+    assert page.evaluate("() => window.__t2i_xss") is None
+
+
+def test_report_html_in_chromium_shows_hostile_node_ids_and_environment_as_text(
+    pytester: pytest.Pytester, model_args: list[str], clip_labels: Labels, chromium: Any, tmp_path: Path
+) -> None:
+    # pytest-html writes node ids into the Test cell, and environment values into the page, as HTML: a case
+    # file's name, a parametrize id or a CI variable with markup in it must still show as text.
+    hostile_file = markup(1) + ".yaml"  # a legal file name
+    (pytester.path / hostile_file).write_text(
+        case_yaml(
+            f"""
+            - id: good
+              prompt: "{clip_labels.prompt}"
+              clip: {clip_labels.passing}
+            - id: bad
+              prompt: "{clip_labels.prompt}"
+              clip: {clip_labels.failing}
+            """
+        )
+    )
+    broken = f"broken {markup(2)}.yaml"
+    (pytester.path / broken).write_text("cases:\n  - id: x\n")
+    pytester.makepyfile(
+        test_markup=f"""
+        import pytest
+
+        @pytest.mark.parametrize("value", [{markup(3)!r}])
+        def test_value(value):
+            pass
+        """
+    )
+    result = pytester.runpytest(
+        hostile_file,
+        broken,
+        "test_markup.py",
+        "--continue-on-collection-errors",
+        "--html=reports/report.html",
+        "--self-contained-html",
+        "--metadata",
+        markup(4),
+        markup(5),
+        "--metadata-from-json",
+        json.dumps({"nested": {markup(6): markup(7)}}),
+        *model_args,
+    )
+    result.assert_outcomes(passed=2, failed=1, errors=1)
+
+    page = _open(chromium, pytester.path / "reports/report.html")
+    page.wait_for_function("() => document.querySelectorAll('#results-table tbody.results-table-row').length === 4")
+    page.click("#show_all_details")  # the logs of passed rows too
+    page.screenshot(path=str(tmp_path / "hostile-report.png"), full_page=True)
+    _assert_nothing_ran(page)
+    test_ids = page.eval_on_selector_all("td.col-testId", "els => els.map(el => el.textContent)")
+    assert sorted(test_ids) == sorted(
+        [
+            f"{hostile_file}::good[seed=0]",
+            f"{hostile_file}::bad[seed=0]",
+            f"{broken}::collect",
+            f"test_markup.py::test_value[{markup(3)}]",
+        ]
+    )
+    logs = "\n".join(page.eval_on_selector_all(".log", "els => els.map(el => el.textContent)"))
+    assert f"{hostile_file}:9: case 'bad', seed 0" in logs and broken in logs
+    environment = page.inner_text("#environment")
+    for text in (markup(4), markup(5), markup(6), markup(7)):
+        assert text in environment
+    summary = page.inner_text("#t2i-summary")
+    assert hostile_file in summary
+    page.close()
+
+
+def test_compare_and_merge_pages_of_a_malicious_results_json_in_chromium(
+    chromium: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Made by hand, as an attacker would: markup in every string field, records of the wrong shape, and
+    # images outside the run (absolute, ../, a symlink) or not PNGs.
+    run, strings, refused_ids = malicious_run(tmp_path)
+    clean = write_run(tmp_path / "clean", [record("owl")])
+    pages = {"compare": tmp_path / "compare.html", "merge": tmp_path / "merged/report.html"}
+    assert main(["compare", str(run), str(clean), "-o", str(pages["compare"])]) == 1
+    printed = {"compare": capsys.readouterr().err}
+    assert main(["merge", str(run), str(clean), "-o", str(tmp_path / "merged")]) == 1
+    printed["merge"] = capsys.readouterr().err
+    shown_on = {
+        "compare": ("case", "file", "prompt", "label", "distractor", "top_class", "resnet_expect", "fault"),
+        "merge": ("id", "case", "file", "prompt", "negative_prompt", "tag", "label", "distractor", "top_class"),
+    }
+    shown_on["merge"] += ("resnet_expect", "fault", "outcome", "timing", "warning", "baseline", "id2")
+    for command, path in pages.items():
+        page = _open(chromium, path)
+        page.screenshot(path=str(tmp_path / f"{command}.png"), full_page=True)
+        _assert_nothing_ran(page)
+        listed = page.eval_on_selector_all("#t2i-refused li", "els => els.map(el => el.textContent)")
+        prefix = f"python -m harness {command}: refused: "
+        assert listed == [line[len(prefix) :] for line in printed[command].splitlines() if line.startswith(prefix)]
+        named = {match for line in listed for match in re.findall(r"\(id '([^']*)'\)", line)}
+        assert named == refused_ids, command  # every refused record is named, by id
+        text = page.inner_text("body")
+        for field in (*shown_on[command], "environment key", "environment value"):
+            assert strings[field] in text, (command, field)
+        assert len(_image_widths(page)) > 0 and all(w > 0 for w in _image_widths(page))  # the images it kept load
+        page.close()

@@ -587,3 +587,83 @@ def test_plugin_with_a_broken_baseline_is_one_usage_error(pytester: pytest.Pytes
     assert [line for line in err.splitlines() if line.strip()] == [
         line for line in err.splitlines() if line.startswith("ERROR: ")
     ]
+
+
+# -- markup in every string field (tests/test_browser.py opens these pages in Chromium) ---------
+
+
+def markup(n: int) -> str:
+    """Markup that, were it ever rendered, would leave a .t2i-xss element and set window.__t2i_xss."""
+    return f"<img class=t2i-xss src=x onerror=window.__t2i_xss={n}>"
+
+
+def markup_records() -> tuple[list[dict[str, Any]], dict[str, str]]:
+    """Two valid records with markup in every string field (one with an image, one with a fault instead),
+    and those strings by field."""
+    s = {
+        name: markup(n)
+        for n, name in enumerate(
+            (
+                "id",
+                "case",
+                "file",
+                "prompt",
+                "negative_prompt",
+                "tag",
+                "image",
+                "label",
+                "distractor",
+                "expect",
+                "resnet_expect",
+                "top_class",
+                "fault",
+                "cache_key",
+                "outcome",
+                "timing",
+                "warning",
+                "baseline",
+                "id2",
+            ),
+            start=1,
+        )
+    }
+    with_image = record(
+        s["case"],
+        file=s["file"],
+        id=s["id"],
+        prompt=s["prompt"],
+        negative_prompt=s["negative_prompt"],
+        tags=[s["tag"]],
+        image=f"images/{s['image']}.png",
+        clip={"labels": [s["label"], s["distractor"]], "probs": [0.6, 0.4], "expect": s["expect"], "passed": True},
+        resnet={
+            "expect": [s["resnet_expect"]],
+            "expect_probs": [0.3],
+            "top_k": 5,
+            "top": [[s["top_class"], 0.3]],
+            "passed": True,
+        },
+        cache_key=s["cache_key"],
+        outcome=s["outcome"],
+        timings={s["timing"]: 0.5},
+        warnings=[s["warning"]],
+        baseline={"name": s["baseline"], "status": "unchanged"},
+    )
+    with_fault = record(s["case"], seed=1, file=s["file"], id=s["id2"], image=None, fault=s["fault"], outcome="error")
+    return [with_image, with_fault], s
+
+
+def malicious_run(root: Path) -> tuple[Path, dict[str, str], set[str]]:
+    """One results.json with everything at once: markup in every string field, records of the wrong shape,
+    images outside the run. Returns the run, the markup strings by field and the ids of the refused records."""
+    run, image_problems = image_trap(root)
+    document = json.loads((run / "results.json").read_text(encoding="utf-8"))
+    good, strings = markup_records()
+    document["results"] += good + [bad for _, bad, _ in BAD_RECORDS]
+    document["environment"] = {markup(90): markup(91)}
+    (run / "results.json").write_text(json.dumps(document), encoding="utf-8")
+    png(run / good[0]["image"])
+    refused = {f"a.yaml::{case}[seed=0]" for case in image_problems}
+    refused |= {bad["id"] for _, bad, _ in BAD_RECORDS if "id" in bad}
+    strings |= {"environment key": markup(90), "environment value": markup(91)}
+    return run, strings, refused

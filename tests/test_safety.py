@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from conftest import Labels, case_yaml
 from harness.cases import CASE_ID_PATTERN, CaseFileError, load_case_file
 from harness.models import load_state_dict_file
 from harness.runner import IMAGES_DIR, image_path
@@ -138,42 +139,127 @@ cases:
     result.assert_outcomes(passed=1, failed=1, skipped=1, errors=1)
     result.stdout.fnmatch_lines(["*hostile_ids.yaml:2: case \"<script>alert('id')</script>\": invalid id*"])
     page = (pytester.path / "report.html").read_text(encoding="utf-8")
+    text = shown_text_of_report(page)
+    for where in ("prompt", "negative", "label1", "label2", "skip"):
+        assert SCRIPT.format(where) in text, where
+        assert IMG.format(where) in text, where
+    assert SCRIPT.format("id") in text  # the collection error, as text
 
-    # Outside the embedded data, the page holds only its own markup.
+
+def shown_text_of_report(page: str) -> str:
+    """The text a browser shows of a pytest-html report.html, asserting on the way that nothing in it is live.
+
+    Outside the embedded data (the page itself, with the harness's summary), the only script is pytest-html's
+    own and the only handler its reload button's. pytest-html's script puts every cell, log and environment
+    value of the JSON blob into the page as HTML (innerHTML): each of those strings is parsed as a browser
+    would, and must hold no script element, no on* handler and no alert(.
+    """
     match = re.search(r'<div id="data-container" data-jsonblob="([^"]*)"></div>', page)
     assert match is not None
-    outside = page[: match.start()] + page[match.end() :]
-    assert "alert(" not in outside and "onerror" not in outside
+    outside = parse_fragment(page[: match.start()] + page[match.end() :])
+    assert [tag for tag, _ in outside.tags].count("script") == 1  # pytest-html's app.js
+    handlers = [
+        (tag, name, value) for tag, attrs in outside.tags for name, value in attrs.items() if name.startswith("on")
+    ]
+    assert handlers == [("div", "onclick", "location.reload()")]
+    assert not any(_runs_code(attrs) for _, attrs in outside.tags)
 
-    # pytest-html's script puts every cell and log of the JSON blob into the page as HTML (innerHTML):
-    # parse each of those strings as a browser would and look for live elements or handlers.
     data = json.loads(unescape(match.group(1)))
     fragments = []
 
-    def walk(value: object) -> None:
+    def walk(value: object, keys_are_html: bool = False) -> None:
         if isinstance(value, str):
             fragments.append(value)
         elif isinstance(value, dict):
-            for item in value.values():
-                walk(item)
+            for key, item in value.items():
+                if keys_are_html:
+                    fragments.append(key)
+                walk(item, keys_are_html)
         elif isinstance(value, list):
             for item in value:
-                walk(item)
+                walk(item, keys_are_html)
 
-    walk(data)
-    shown_text = []
+    walk({key: value for key, value in data.items() if key != "environment"})  # e.g. data["tests"] is by node id
+    for value in data["environment"].values():  # the table's keys are set as text; a nested value's keys as HTML
+        walk(value, keys_are_html=True)
+    shown_text = ["".join(outside.text)]
     for fragment in fragments:
         elements = parse_fragment(fragment)
         for tag, attrs in elements.tags:
             assert tag != "script", fragment
             assert not any(name.startswith("on") for name in attrs), fragment
-            assert all("alert(" not in (value or "") for value in attrs.values()), fragment
+            assert not _runs_code(attrs), fragment
         shown_text.append("".join(elements.text))
-    text = "\n".join(shown_text)
-    for where in ("prompt", "negative", "label1", "label2", "skip"):
-        assert SCRIPT.format(where) in text, where
-        assert IMG.format(where) in text, where
-    assert SCRIPT.format("id") in text  # the collection error, as text
+    return "\n".join(shown_text)
+
+
+# Attributes whose value a browser loads or runs; elsewhere (title, alt, data-*) an escaped value is only text.
+_URL_ATTRIBUTES = ("href", "src", "srcdoc", "action", "formaction", "style")
+
+
+def _runs_code(attrs: dict[str, str | None]) -> bool:
+    return any(
+        "alert(" in (attrs.get(name) or "") or "javascript:" in (attrs.get(name) or "") for name in _URL_ATTRIBUTES
+    )
+
+
+HOSTILE_FILE = IMG.format("file") + ".yaml"  # a legal file name on Linux
+
+
+def test_report_shows_hostile_file_names_parametrize_ids_and_environment_as_text(
+    pytester: pytest.Pytester, model_args: list[str], clip_labels: Labels
+) -> None:
+    # pytest-html writes the node id into the Test cell as it is, and environment values as HTML.
+    (pytester.path / HOSTILE_FILE).write_text(
+        case_yaml(
+            f"""
+            - id: good
+              prompt: "{clip_labels.prompt}"
+              clip: {clip_labels.passing}
+            - id: bad
+              prompt: "{clip_labels.prompt}"
+              clip: {clip_labels.failing}
+            """
+        )
+    )
+    broken = "broken " + IMG.format("collect") + ".yaml"
+    (pytester.path / broken).write_text("cases:\n  - id: x\n")
+    pytester.makepyfile(
+        test_markup=f"""
+        import pytest
+
+        @pytest.mark.parametrize("value", [{IMG.format("param")!r}])
+        def test_value(value):
+            assert 0, value
+        """
+    )
+    result = pytester.runpytest(
+        HOSTILE_FILE,
+        broken,
+        "test_markup.py",
+        "--continue-on-collection-errors",
+        "--html=report.html",
+        "--self-contained-html",
+        "--metadata",
+        "t2i-evil",
+        IMG.format("env"),
+        "--metadata-from-json",
+        json.dumps({"nested": {IMG.format("env-key"): IMG.format("env-value")}}),
+        *model_args,
+    )
+    result.assert_outcomes(passed=1, failed=2, errors=1)
+    text = shown_text_of_report((pytester.path / "report.html").read_text(encoding="utf-8"))
+    for shown in (
+        f"{HOSTILE_FILE}::good[seed=0]",  # the Test cells
+        f"{HOSTILE_FILE}::bad[seed=0]",
+        f"{HOSTILE_FILE}:9: case 'bad', seed 0",  # the log
+        f"{broken}::collect",
+        f"test_markup.py::test_value[{IMG.format('param')}]",
+        IMG.format("env"),
+        IMG.format("env-key"),
+        IMG.format("env-value"),
+    ):
+        assert shown in text, shown
 
 
 # -- image paths stay inside the report dir ----------------------------------------------------
@@ -319,3 +405,38 @@ def test_no_remote_code_safetensors_for_models_and_weights_only_loads() -> None:
                 torch_loads += 1
                 assert _keyword(call, "weights_only") is True, f"{name}: {ast.unparse(call)}"
     assert model_loads >= 2 and torch_loads >= 1  # the pipeline, CLIP, and state-dict files are covered
+
+
+# -- one escaping rule, in one place -----------------------------------------------------------
+
+
+def test_pages_are_built_only_from_literal_templates() -> None:
+    # harness.markup escapes every value it is given. A template made from a value (an f-string, a
+    # variable), or HTML escaped some other way, would go around that rule: no module does either.
+    problems = []
+    for path in sorted(HARNESS_DIR.glob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            where = f"{path.name}:{getattr(node, 'lineno', '?')}"
+            if isinstance(node, (ast.Import, ast.ImportFrom)) and path.name != "markup.py":
+                modules = [node.module] if isinstance(node, ast.ImportFrom) else [alias.name for alias in node.names]
+                if {"html", "markupsafe"} & set(modules):
+                    problems.append(f"{where}: imports an escaping of its own ({ast.unparse(node)})")
+            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)):
+                continue
+            literal = [isinstance(arg, ast.Constant) and isinstance(arg.value, str) for arg in node.args]
+            if node.func.id == "html" and not (literal and literal[0]):
+                problems.append(f"{where}: html() with a template that is not a literal: {ast.unparse(node)[:80]}")
+            if node.func.id == "join" and len(node.args) > 1 and not literal[1]:
+                problems.append(f"{where}: join() with a separator that is not a literal")
+            if node.func.id == "Markup" and path.name != "markup.py":
+                constant = all(
+                    ok or (isinstance(arg, ast.Name) and arg.id.isupper())
+                    for arg, ok in zip(node.args, literal, strict=True)
+                )
+                if not constant:
+                    problems.append(f"{where}: Markup() of a value: {ast.unparse(node)[:80]}")
+    assert problems == []
+    # The rule has callers: the report, the summary, merge and compare all render through it.
+    users = {p.name for p in HARNESS_DIR.glob("*.py") if "from harness.markup import" in p.read_text(encoding="utf-8")}
+    assert {"report.py", "summary.py", "merge.py", "compare.py"} <= users

@@ -372,12 +372,8 @@ def read_baseline_file(path: Path) -> BaselineFile:
             if key != item_key(scores.case, scores.seed):
                 raise ShapeError(f"items.{key}", f"an entry named {item_key(scores.case, scores.seed)!r}", key)
             entries[key] = scores
-        return BaselineFile(
-            fields.get("baseline", text()),
-            fields.get("file", text()),
-            entries,
-            fields.get("environment", optional(mapping_of(text())), None) or {},
-        )
+        environment: dict[str, str] | None = fields.get("environment", optional(mapping_of(text())), None)
+        return BaselineFile(fields.get("baseline", text()), fields.get("file", text()), entries, environment or {})
     except JsonInputError as exc:
         raise BaselineError(f"{exc}; {fix}") from None
     except ShapeError as exc:

@@ -7,7 +7,7 @@ the file, its index and id, the field, what was expected and what is there; the 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -102,8 +102,6 @@ class Record:
         return Scores.from_record(self.raw)  # safe: every field it reads was checked here
 
     def with_image(self, image: str | None) -> Record:
-        from dataclasses import replace
-
         return replace(self, image=image, raw={**self.raw, "image": image})
 
 

@@ -192,3 +192,19 @@ def test_compare_reports_bad_inputs_in_one_line(pytester: pytest.Pytester, capsy
     with pytest.raises(SystemExit):
         main(["compare", "a", "b", "--tolerance", "2"])
     assert "--tolerance: must be a number in [0, 1]" in capsys.readouterr().err
+
+
+def test_readme_compare_recipe_keeps_each_runs_report() -> None:
+    # pytest.ini sends every run's report.html to reports/: the recipe must give each run its own.
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    block = readme.split("**Compare two runs**", 1)[1].split("```bash\n", 1)[1].split("```", 1)[0]
+    runs = [line.split("#")[0].split() for line in block.splitlines() if line.startswith("pytest ")]
+    assert len(runs) == 2
+    dirs = []
+    for words in runs:
+        report_dir = words[words.index("--t2i-report-dir") + 1]
+        assert words[words.index("--html") + 1] == f"{report_dir}/report.html"
+        dirs.append(report_dir)
+    assert len(set(dirs)) == 2
+    compare = next(line.split() for line in block.splitlines() if line.startswith("python -m harness compare"))
+    assert compare[4:6] == dirs

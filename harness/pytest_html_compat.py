@@ -1,4 +1,4 @@
-"""What the harness's report needs from pytest-html 4.x beyond its public hooks, set up at session start.
+"""What the harness's report needs from pytest-html 4.x beyond its public hooks.
 
 pytest-html writes report.html in place, so an interrupted run would leave half a file; and its page puts
 each environment value into the DOM as HTML (``innerHTML``), so a model path or a CI variable holding
@@ -7,6 +7,7 @@ write goes through a temp file and a rename, and the environment is escaped each
 generated. This happens at pytest_sessionstart, once pytest-html's plugin exists (it registers itself in
 its own pytest_configure). When a pytest-html release no longer has what is wrapped, the run stops with
 a usage error naming the version, rather than writing a report that is silently unsafe or not atomic.
+The Test cell, which pytest-html also builds from the node id unescaped, is rebuilt in the row hook.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 import pytest
 
 from harness.atomic import atomic_write_text
-from harness.markup import escape
+from harness.markup import escape, html
 
 # pytest_html.basereport.BaseReport's attributes that are wrapped or read.
 REQUIRED = ("_report_path", "_write_report", "_generate_report", "_generate_environment", "_report")
@@ -80,3 +81,17 @@ def escaped_environment(metadata: dict[str, Any]) -> dict[str, Any]:
         else:
             shown[key] = str(escape(str(value)))
     return shown
+
+
+def escape_test_id(report: Any, cells: list[str]) -> None:
+    """For pytest_html_results_table_row: pytest-html puts the node id into the Test cell unescaped, so a case
+    file or a parametrize id holding markup would run in the page. The cell is rebuilt from the id, escaped."""
+    test_id = report.nodeid if report.when == "call" else f"{report.nodeid}::{report.when}"
+    for index, cell in enumerate(cells):
+        if cell.startswith('<td class="col-testId">'):
+            cells[index] = str(html('<td class="col-testId">{}</td>', test_id))
+            return
+    raise RuntimeError(
+        f"pytest-html {pytest_html_version()} builds its Test cell in a way the t2i harness does not know, so "
+        "the harness cannot escape the test id in it; install pytest-html>=4.1,<5"
+    )

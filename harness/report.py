@@ -15,6 +15,7 @@ import pytest
 
 from harness.json_input import ShapeError, shown
 from harness.markup import Markup, href, html, join
+from harness.pytest_html_compat import adapt_report_plugins, escape_test_id
 from harness.records import ClipResult, Record, Refusal, ResnetResult, parse_record
 from harness.run_images import ImageRefused, RunImage, run_image
 from harness.state import get_state
@@ -57,11 +58,6 @@ class Entry:
     record: Record
     image: ShownImage | None = None
     image_refused: str | None = None  # why the record names an image that is not shown
-
-    def refusal(self, source: str, part: str) -> Refusal | None:
-        if self.image_refused is None:
-            return None
-        return Refusal(source, part, self.image_refused, "the record is shown without its image")
 
 
 def entry_for(record: Record, run_dir: Path, page_dir: Path) -> Entry:
@@ -182,8 +178,6 @@ class HtmlReportHooks:
     def pytest_sessionstart(self, session: pytest.Session) -> None:
         # Not in pytest_configure: pytest-html registers its report plugin in its own pytest_configure,
         # which may run after this plugin's. Before pytest-html's sessionstart, which may write a first page.
-        from harness.pytest_html_compat import adapt_report_plugins
-
         adapt_report_plugins(self.config)
 
     def pytest_html_report_title(self, report: Any) -> None:
@@ -207,7 +201,7 @@ class HtmlReportHooks:
         cells[2:2] = [str(html("<th>{}</th>", name)) for name in COLUMNS]
 
     def pytest_html_results_table_row(self, report: Any, cells: list[str]) -> None:
-        _escape_test_id(report, cells)
+        escape_test_id(report, cells)
         raw = record_of(report)
         values: list[Markup] = [Markup()] * len(COLUMNS)
         if raw is not None:
@@ -248,19 +242,3 @@ class HtmlReportHooks:
         metadata = self.config.stash.get(metadata_key, None)
         if metadata is not None:
             metadata.update(get_state(self.config).environment)
-
-
-def _escape_test_id(report: Any, cells: list[str]) -> None:
-    """pytest-html puts the node id into the Test cell unescaped: a case file or a parametrize id holding
-    markup would run in the page. The cell is rebuilt from the id, escaped."""
-    test_id = report.nodeid if report.when == "call" else f"{report.nodeid}::{report.when}"
-    for index, cell in enumerate(cells):
-        if cell.startswith('<td class="col-testId">'):
-            cells[index] = str(html('<td class="col-testId">{}</td>', test_id))
-            return
-    from harness.pytest_html_compat import pytest_html_version
-
-    raise RuntimeError(
-        f"pytest-html {pytest_html_version()} builds its Test cell in a way the t2i harness does not know, so "
-        "the harness cannot escape the test id in it; install pytest-html>=4.1,<5"
-    )

@@ -667,3 +667,13 @@ def malicious_run(root: Path) -> tuple[Path, dict[str, str], set[str]]:
     refused |= {bad["id"] for _, bad, _ in BAD_RECORDS if "id" in bad}
     strings |= {"environment key": markup(90), "environment value": markup(91)}
     return run, strings, refused
+
+
+def test_a_decompression_bomb_is_refused_not_decoded(tmp_path: Path) -> None:
+    from harness.run_images import ImageRefused, run_image
+
+    # 10000 x 10000 one-bit pixels: a PNG of a few kB that would decode to 300 MB of RGB.
+    Image.new("1", (10_000, 10_000)).save(tmp_path / "bomb.png")
+    assert (tmp_path / "bomb.png").stat().st_size < 100_000
+    with pytest.raises(ImageRefused, match=r"is not a PNG that decodes \(DecompressionBombWarning: "):
+        run_image(tmp_path, "bomb.png")

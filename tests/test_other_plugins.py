@@ -145,13 +145,13 @@ _load = harness.fixtures.load_pipeline
 LOADS = []
 
 
-def first_load_times_out(settings):
+def first_load_times_out(settings, *args, **kwargs):
     LOADS.append(1)
     if len(LOADS) == 1:
         # What pytest-timeout's signal handler does when an item's time runs out (here during the
         # load, e.g. from a cold network disk), without depending on how fast this machine is.
         pytest.fail("Timeout (>6.0s) from pytest-timeout.")
-    return _load(settings)
+    return _load(settings, *args, **kwargs)
 
 
 harness.fixtures.load_pipeline = first_load_times_out

@@ -12,6 +12,8 @@ The Test cell, which pytest-html also builds from the node id unescaped, is rebu
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -31,8 +33,15 @@ def pytest_html_version() -> str:
     return str(__version__)
 
 
-def adapt_report_plugins(config: pytest.Config) -> int:
-    """Wrap every pytest-html report plugin of this session; returns how many there are."""
+WriteError = Callable[[OSError, Path], None]
+
+
+def adapt_report_plugins(config: pytest.Config, on_write_error: WriteError | None = None) -> int:
+    """Wrap every pytest-html report plugin of this session; returns how many there are.
+
+    ``on_write_error`` receives a failed write of report.html (a full disk) instead of pytest-html raising it,
+    which would be an INTERNALERROR and stop the other end-of-run hooks.
+    """
     if not getattr(config.option, "htmlpath", None) or hasattr(config, "workerinput"):
         return 0  # no report, or an xdist worker (the controller writes it)
     from pytest_html.basereport import BaseReport
@@ -52,15 +61,24 @@ def adapt_report_plugins(config: pytest.Config) -> int:
             "(pip install 'pytest-html>=4.1,<5'), or run without --html."
         )
     for report in reports:
-        _wrap(report)
+        _wrap(report, on_write_error)
     return len(reports)
 
 
-def _wrap(report: Any) -> None:
+def _wrap(report: Any, on_write_error: WriteError | None) -> None:
     if getattr(report, "_t2i_wrapped", False):
         return
-    path = report._report_path
-    report._write_report = lambda rendered: atomic_write_text(path, rendered)
+    path = Path(report._report_path)
+
+    def write(rendered: str) -> None:
+        try:
+            atomic_write_text(path, rendered)
+        except OSError as exc:
+            if on_write_error is None:
+                raise
+            on_write_error(exc, path)
+
+    report._write_report = write
     generate = report._generate_report
 
     def generate_escaped(*args: Any, **kwargs: Any) -> Any:

@@ -178,7 +178,7 @@ class HtmlReportHooks:
     def pytest_sessionstart(self, session: pytest.Session) -> None:
         # Not in pytest_configure: pytest-html registers its report plugin in its own pytest_configure,
         # which may run after this plugin's. Before pytest-html's sessionstart, which may write a first page.
-        adapt_report_plugins(self.config)
+        adapt_report_plugins(self.config, get_state(self.config).output.failed)
 
     def pytest_html_report_title(self, report: Any) -> None:
         report.title = "t2i-harness report"

@@ -27,9 +27,14 @@ class ReportDir:
         try:
             atomic_write_bytes(path, data, root=self.root)
         except OSError as exc:
-            self.problem = self._explain(exc, path)
+            self.failed(exc, path)
             return False
         return True
+
+    def failed(self, exc: OSError, path: Path) -> None:
+        """Record a write that failed (the first is the one explained), e.g. pytest-html's report.html."""
+        if self.problem is None:
+            self.problem = self._explain(exc, path)
 
     def check_writable(self) -> str | None:
         """Why the folder cannot be written, or None: checked before any item runs."""

@@ -33,12 +33,14 @@ import harness.atomic
 FAILING_ROOT = Path({root!r}).resolve()
 ERRNO = errno.{errno}
 SKIP = {skip!r}
+ONLY = {only!r}
 _original = harness.atomic.atomic_write_bytes
 
 
 def _failing(path, data, *, root=None):
     path = Path(path)
-    if Path(os.path.abspath(path)).is_relative_to(FAILING_ROOT) and path.name not in SKIP:
+    chosen = path.name in ONLY if ONLY else path.name not in SKIP
+    if Path(os.path.abspath(path)).is_relative_to(FAILING_ROOT) and chosen:
         raise OSError(ERRNO, os.strerror(ERRNO), str(path))
     return _original(path, data, root=root)
 
@@ -59,8 +61,12 @@ def pytest_unconfigure(config):
 """
 
 
-def failing_writes(pytester: pytest.Pytester, root: str, errno: str, skip: tuple[str, ...] = ()) -> None:
-    pytester.makeconftest(WRITES_FAIL_UNDER.format(root=str(pytester.path / root), errno=errno, skip=list(skip)))
+def failing_writes(
+    pytester: pytest.Pytester, root: str, errno: str, skip: tuple[str, ...] = (), only: tuple[str, ...] = ()
+) -> None:
+    """Writes under ``root`` fail with ``errno``: all but those named in ``skip``, or only those in ``only``."""
+    text = WRITES_FAIL_UNDER.format(root=str(pytester.path / root), errno=errno, skip=list(skip), only=list(only))
+    pytester.makeconftest(text)
 
 
 def two_cases(labels: Labels) -> str:
@@ -136,6 +142,22 @@ def test_a_report_dir_that_fills_up_mid_run_is_one_error_and_a_failed_run(
     assert output.count("cannot be written: No space left on device") == 1
     result.stdout.fnmatch_lines(["*t2i: report dir not written*"])
     assert not (pytester.path / "reports" / "results.json").exists()
+
+
+def test_a_report_html_that_cannot_be_written_is_one_error_not_an_internal_error(
+    pytester: pytest.Pytester, model_args: list[str], clip_labels: Labels
+) -> None:
+    failing_writes(pytester, "reports", "ENOSPC", only=("report.html",))
+    (pytester.path / "pytest.ini").write_text("[pytest]\naddopts = --html=reports/report.html --self-contained-html\n")
+    pytester.makefile(".yaml", suite=passing_case(clip_labels))
+    result = pytester.runpytest("suite.yaml", "--t2i-no-cache", *model_args)
+    result.assert_outcomes(passed=1)
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    output = result.stdout.str()
+    assert "INTERNALERROR" not in output and "Traceback" not in output
+    result.stdout.fnmatch_lines(["*t2i: report dir not written*", "*No space left on device (writing */report.html)*"])
+    assert (pytester.path / "reports" / "results.json").is_file()  # what could be written was
+    assert not (pytester.path / "reports" / "report.html").exists()
 
 
 def test_a_symlink_planted_in_the_images_folder_is_replaced_never_followed(

@@ -214,7 +214,9 @@ class ResultsRecorder:
 
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
-        self.writer = ResultsWriter(get_state(config).report_dir)
+        state = get_state(config)
+        # The writer keeps its records in state.finished, which the report's summary reads.
+        self.writer = ResultsWriter(state.report_dir, state.finished)
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         record = record_of(report)
@@ -224,8 +226,7 @@ class ResultsRecorder:
         for name, value in report.user_properties:
             if name == ENVIRONMENT_PROPERTY and isinstance(value, dict):
                 state.environment.update(value)
-        state.finished[str(record["id"])] = record
-        self.writer.add(record)
+        self.writer.add(record)  # into state.finished
         # Rewritten after every item (atomically), so an interrupted run leaves a valid file.
         self._write(state)
 

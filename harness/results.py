@@ -96,24 +96,33 @@ class ResultsWriter:
     same bytes as ``json.dumps(document, indent=2)``.
     """
 
-    def __init__(self, report_dir: Path) -> None:
+    def __init__(self, report_dir: Path, records: dict[str, dict[str, Any]] | None = None) -> None:
         self.path = report_dir / RESULTS_FILE
         # By node id, in the order items first finished: an item run again (pytest-rerunfailures)
-        # replaces its record.
-        self._encoded: dict[str, str] = {}
+        # replaces its record. The caller may pass its own dict (the report's summary reads the same one),
+        # so that an interrupt can never leave the two describing different items.
+        self.records: dict[str, dict[str, Any]] = records if records is not None else {}
+        self._encoded: dict[str, tuple[dict[str, Any], str]] = {}  # id -> (the record encoded, its encoding)
 
     def add(self, record: dict[str, Any]) -> None:
-        # At depth 2 of the document: inside the top-level object, inside the "results" list.
-        self._encoded[str(record["id"])] = _indented(_dumps(record), "    ")
+        self.records[str(record["id"])] = record
 
     def text(self, environment: dict[str, str]) -> str:
-        encoded = list(self._encoded.values())
+        encoded = [self._encoding(key, record) for key, record in self.records.items()]
         results = "[\n" + ",\n".join(encoded) + "\n  ]" if encoded else "[]"
         return (
             f'{{\n  "version": {_dumps(FORMAT_VERSION)},\n'
             f'  "environment": {_indented(_dumps(environment), "  ", first=False)},\n'
             f'  "results": {results}\n}}\n'
         )
+
+    def _encoding(self, key: str, record: dict[str, Any]) -> str:
+        cached = self._encoded.get(key)
+        if cached is None or cached[0] is not record:  # new, or replaced by a rerun's record
+            # At depth 2 of the document: inside the top-level object, inside the "results" list.
+            cached = (record, _indented(_dumps(record), "    "))
+            self._encoded[key] = cached
+        return cached[1]
 
     def write(self, environment: dict[str, str]) -> Path:
         atomic_write_text(self.path, self.text(environment))

@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import os
-import textwrap
-from dataclasses import dataclass
 
-import pytest
-
-from tiny_models import TinyModels, build_tiny_models
-
-# No hub is reachable from test machines; fail fast instead of waiting on the network.
+# Before anything imports huggingface_hub, which reads it once: no hub is reachable from test machines,
+# so fail fast instead of waiting on the network (in-process pytester runs and subprocesses alike).
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # Under `-n`, workers share the cores: torch's per-process thread pool would oversubscribe them (on
+    # 2 cores, 2 workers with 2 threads each ran the suite slower than one process). The tiny models
+    # gain nothing from intra-op threads anyway. Subprocesses of the tests inherit it.
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import textwrap  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
+
+import pytest  # noqa: E402
+
+from tiny_models import TinyModels, build_tiny_models  # noqa: E402
 
 
 @pytest.fixture(scope="session")

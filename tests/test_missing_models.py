@@ -23,13 +23,11 @@ cases:
 
 
 def test_missing_hub_model_explains_where_it_looked_and_how_to_fix(
-    pytester: pytest.Pytester, tiny_models: TinyModels, monkeypatch: pytest.MonkeyPatch
+    pytester: pytest.Pytester, tiny_models: TinyModels
 ) -> None:
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    # In process: tests/conftest.py sets HF_HUB_OFFLINE before huggingface_hub is imported.
     pytester.makefile(".yaml", suite=CASES)
-    result = pytester.runpytest_subprocess(
-        "--t2i-model=no-such-org/no-such-model", f"--t2i-clip-model={tiny_models.clip_dir}"
-    )
+    result = pytester.runpytest("--t2i-model=no-such-org/no-such-model", f"--t2i-clip-model={tiny_models.clip_dir}")
     result.assert_outcomes(errors=3)
     output = result.stdout.str()
     # Count in the ERRORS section only: the short summary below it repeats each message, cut to the terminal

@@ -86,12 +86,12 @@ def test_a_timeout_fails_the_item_that_ran_out_of_time_and_the_rest_run_alone(
     pytester.makeconftest(SLOW_BATCHES)
     pytester.makefile(".yaml", suite=passing_case(clip_labels, seeds="[0, 1, 2, 3]"))
     # The limit covers the test call (models load at setup): a loaded CI machine takes seconds to load them.
-    result = pytester.runpytest_subprocess(
+    result = pytester.runpytest(
         "suite.yaml",
         "-s",
         "--t2i-no-cache",
         "--t2i-batch-size=4",
-        "--timeout=5",
+        "--timeout=3",  # a single tiny image takes 0.2 s; the batch sleeps far longer
         "-o",
         "timeout_func_only=true",
         *model_args,
@@ -102,7 +102,7 @@ def test_a_timeout_fails_the_item_that_ran_out_of_time_and_the_rest_run_alone(
     result.stdout.fnmatch_lines(
         [
             "suite.yaml:*: case 'owl', seed 0",
-            "Timeout (>5.0s) from pytest-timeout. (interrupted at conftest.py:* in __call__)",
+            "Timeout (>3.0s) from pytest-timeout. (interrupted at conftest.py:* in __call__)",
         ]
     )
     failures = result.stdout.str().split("= FAILURES =")[1].split("short test summary")[0]

@@ -13,12 +13,12 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     # gain nothing from intra-op threads anyway. Subprocesses of the tests inherit it.
     os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-import textwrap  # noqa: E402
-from dataclasses import dataclass  # noqa: E402
+import textwrap
+from dataclasses import dataclass
 
-import pytest  # noqa: E402
+import pytest
 
-from tiny_models import TinyModels, build_tiny_models  # noqa: E402
+from tiny_models import TinyModels, build_tiny_models
 
 
 @pytest.fixture(scope="session")

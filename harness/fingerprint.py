@@ -118,7 +118,7 @@ def files_fingerprint(model_ref: str, dtype_name: str, device: str) -> dict[str,
     cached never load the model. Its keys differ from pipeline_fingerprint's ("source"), so entries
     made by a loaded, modified pipeline are never mistaken for these.
     """
-    from importlib.metadata import version
+    from harness.versions import package_version
 
     files = model_files(model_ref)
     if files is None:
@@ -132,9 +132,9 @@ def files_fingerprint(model_ref: str, dtype_name: str, device: str) -> dict[str,
         "scheduler_config": scheduler_config_json(files.scheduler_config),
         "dtype": f"torch.{dtype_name}",
         "device": device.split(":")[0],
-        "diffusers": version("diffusers"),
-        "transformers": version("transformers"),
-        "torch": version("torch"),
+        "diffusers": package_version("diffusers"),
+        "transformers": package_version("transformers"),
+        "torch": package_version("torch"),
     }
 
 

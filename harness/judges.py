@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +9,7 @@ from harness.fingerprint import file_digest, model_identity
 from harness.models import ModelInfo
 from harness.options import Settings
 from harness.score_cache import judge_digest
+from harness.versions import package_version
 
 
 def clip_judge(settings: Settings, model: Any, info: ModelInfo) -> str | None:
@@ -25,8 +25,8 @@ def clip_judge(settings: Settings, model: Any, info: ModelInfo) -> str | None:
             "dtype": str(model.dtype),
             # cpu, cuda and mps kernels round differently; two GPUs of one type are interchangeable.
             "device": settings.device.split(":")[0],
-            "transformers": version("transformers"),
-            "torch": version("torch"),
+            "transformers": package_version("transformers"),
+            "torch": package_version("torch"),
         }
     )
 
@@ -44,7 +44,7 @@ def resnet_judge(settings: Settings, model: Any, transforms: Any, info: ModelInf
             "preprocessing": repr(transforms),
             "dtype": str(next(model.parameters()).dtype),
             "device": settings.device.split(":")[0],
-            "torchvision": version("torchvision"),
-            "torch": version("torch"),
+            "torchvision": package_version("torchvision"),
+            "torch": package_version("torch"),
         }
     )

@@ -355,12 +355,9 @@ def _resnet_weights_name(value: str, where: str) -> str:
 
 def run_environment(settings: Settings) -> dict[str, str]:
     """Device, dtype and library versions, for the report's environment section and results.json."""
-    from importlib.metadata import PackageNotFoundError, version
+    from harness.versions import package_version
 
     environment = {"t2i device": settings.device, "t2i dtype": settings.dtype_name}
     for package in ("torch", "torchvision", "diffusers", "transformers"):
-        try:
-            environment[package] = version(package)
-        except PackageNotFoundError:
-            environment[package] = "not installed"
+        environment[package] = package_version(package)
     return environment

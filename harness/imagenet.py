@@ -12,6 +12,10 @@ from functools import lru_cache
 from importlib.resources import files
 
 CATEGORIES_FILE = "imagenet_categories.json"
+# torchvision's ResNet50_Weights members and its DEFAULT alias (the same since torchvision 0.13), so that
+# a mistyped --t2i-resnet-weights is refused at start-up without importing torch;
+# tests/test_imagenet_names.py proves the list equals the installed torchvision's.
+RESNET50_WEIGHTS_NAMES = ("IMAGENET1K_V1", "IMAGENET1K_V2", "DEFAULT")
 
 
 @lru_cache(maxsize=1)

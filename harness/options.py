@@ -214,6 +214,8 @@ def check_options(config: pytest.Config) -> CheckedOptions:
         raise pytest.UsageError(f"{where['t2i_dtype']}={dtype_name!r} is not a dtype; use one of {', '.join(DTYPES)}.")
 
     resnet_file = _resnet_weights_file(*values["t2i_resnet_weights"], where["t2i_resnet_weights"])
+    if resnet_file is None:
+        _check_resnet_weights_name(values["t2i_resnet_weights"][0], where["t2i_resnet_weights"])
     report_value, report_base = values["t2i_report_dir"]
     report_dir = (report_base / Path(report_value).expanduser()).resolve()
     if report_dir.exists() and not report_dir.is_dir():
@@ -237,14 +239,10 @@ def check_options(config: pytest.Config) -> CheckedOptions:
 
 
 def resolve_settings(config: pytest.Config, checked: CheckedOptions | None = None) -> Settings:
-    """Every option validated and resolved (auto device and dtype, ResNet weights names): imports torch."""
+    """Every option validated and resolved (auto device and dtype): imports torch."""
     checked = checked or check_options(config)
     values, where = checked.values, checked.where
-    resnet_weights = (
-        str(checked.resnet_file)
-        if checked.resnet_file is not None
-        else _resnet_weights_name(values["t2i_resnet_weights"][0], where["t2i_resnet_weights"])
-    )
+    resnet_weights = str(checked.resnet_file) if checked.resnet_file is not None else values["t2i_resnet_weights"][0]
 
     device = checked.device
     resolved_device = resolve_device(device)
@@ -341,12 +339,12 @@ def _resnet_weights_file(value: str, base: Path, where: str) -> Path | None:
     return path.resolve()
 
 
-def _resnet_weights_name(value: str, where: str) -> str:
-    from torchvision.models import ResNet50_Weights
+def _check_resnet_weights_name(value: str, where: str) -> None:
+    from harness.imagenet import RESNET50_WEIGHTS_NAMES
 
-    if value in ResNet50_Weights.__members__ or value == "DEFAULT":
-        return value
-    names = ", ".join([*ResNet50_Weights.__members__, "DEFAULT"])
+    if value in RESNET50_WEIGHTS_NAMES:
+        return
+    names = ", ".join(RESNET50_WEIGHTS_NAMES)
     raise pytest.UsageError(
         f"{where}={value!r} is neither a torchvision ResNet50_Weights name ({names}) "
         "nor a state-dict file ending in .safetensors, .pt or .pth."

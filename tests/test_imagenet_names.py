@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from harness.imagenet import CATEGORIES_FILE, imagenet_categories
+from harness.imagenet import CATEGORIES_FILE, RESNET50_WEIGHTS_NAMES, imagenet_categories
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -16,6 +16,12 @@ def test_shipped_names_equal_torchvision_weights_metadata() -> None:
 
     assert imagenet_categories() == tuple(ResNet50_Weights.IMAGENET1K_V2.meta["categories"])
     assert len(imagenet_categories()) == 1000
+
+
+def test_shipped_weights_names_equal_torchvisions() -> None:
+    from torchvision.models import ResNet50_Weights
+
+    assert RESNET50_WEIGHTS_NAMES == tuple(ResNet50_Weights.__members__)  # DEFAULT is an alias member
 
 
 def test_the_names_file_is_package_data() -> None:

@@ -24,7 +24,7 @@ def test_ctrl_c_leaves_valid_report_and_results(
         """
         for n in range(40)
     )
-    pytester.makefile(".yaml", suite=case_yaml(body, steps=10))
+    pytester.makefile(".yaml", suite=case_yaml(body, steps=4))  # enough that 40 cases outlast the Ctrl-C
     results = pytester.path / "reports/results.json"
     process = subprocess.Popen(
         [

@@ -161,16 +161,22 @@ def _worker_device(config: pytest.Config, device: str) -> str:
     return f"cuda:{index % count}" if count > 1 else device
 
 
-def resolve_device(requested: str) -> str:
+def _mps_available() -> bool:
     import torch
 
-    if requested == "auto":
-        if torch.cuda.is_available():
-            return "cuda"
-        if torch.backends.mps.is_available():
-            return "mps"
-        return "cpu"
-    return requested
+    return bool(torch.backends.mps.is_available())
+
+
+def resolve_device(requested: str) -> str:
+    if requested != "auto":
+        return requested
+    import torch
+
+    if torch.cuda.is_available():
+        return "cuda"
+    if torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
 
 
 @dataclass(frozen=True)
@@ -247,9 +253,11 @@ def resolve_settings(config: pytest.Config, checked: CheckedOptions | None = Non
     device = checked.device
     resolved_device = resolve_device(device)
     resolved_device = _worker_device(config, resolved_device)
-    import torch
-
+    # Checking a cuda or mps device imports torch; an explicit cpu needs nothing (an xdist controller on
+    # a CPU runner then never imports it: its workers load the models).
     if resolved_device.startswith("cuda"):
+        import torch
+
         if not torch.cuda.is_available():
             raise pytest.UsageError(
                 f"{where['t2i_device']}={device!r}, but CUDA is not available on this machine; use --t2i-device=cpu."
@@ -259,7 +267,7 @@ def resolve_settings(config: pytest.Config, checked: CheckedOptions | None = Non
             raise pytest.UsageError(
                 f"{where['t2i_device']}={device!r}, but this machine has {torch.cuda.device_count()} CUDA device(s)."
             )
-    if resolved_device == "mps" and not torch.backends.mps.is_available():
+    if resolved_device == "mps" and not _mps_available():
         raise pytest.UsageError(
             f"{where['t2i_device']}='mps', but MPS is not available on this machine; use --t2i-device=cpu."
         )

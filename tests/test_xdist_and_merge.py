@@ -39,7 +39,9 @@ def test_xdist_run_writes_complete_report_and_keeps_seeds_together(
     pytester: pytest.Pytester, model_args: list[str], clip_labels: Labels
 ) -> None:
     two_files(pytester, clip_labels)
-    result = pytester.runpytest_subprocess(
+    # The controller runs in this process (it imports no torch with an explicit cpu device); its two
+    # workers are processes of their own, as in any xdist run.
+    result = pytester.runpytest_inprocess(
         "-n", "2", "-v", "--html=reports/report.html", "--self-contained-html", "--t2i-no-cache", *model_args
     )
     result.assert_outcomes(passed=8)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from harness.cases import Case, CaseFileError, ClipCheck, ResnetCheck, load_case_file
-from harness.scoring import ClipScorer, ImagenetClassifier
+from harness.cases.case_file import Case, CaseFileError, load_case_file
+from harness.judging.clip import ClipCheck, ClipScorer
+from harness.judging.judge import Judge, Score, Table, TableRow, Verdict
+from harness.judging.resnet import ImagenetClassifier, ResnetCheck
 
 __version__ = "0.1.0"
 
@@ -13,7 +15,12 @@ __all__ = [
     "ClipCheck",
     "ClipScorer",
     "ImagenetClassifier",
+    "Judge",
     "ResnetCheck",
+    "Score",
+    "Table",
+    "TableRow",
+    "Verdict",
     "__version__",
     "load_case_file",
 ]

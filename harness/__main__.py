@@ -8,11 +8,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from harness.baseline import DEFAULT_TOLERANCE
-from harness.cache_maintenance import DEFAULT_CACHE_DIR
+from harness.commands.cache_maintenance import DEFAULT_CACHE_DIR
+from harness.reports.baseline import DEFAULT_TOLERANCE
 
 if TYPE_CHECKING:
-    from harness.cache_maintenance import Tally
+    from harness.commands.cache_maintenance import Tally
 
 
 def _number(low: float, high: float, expected: str) -> Callable[[str], float]:
@@ -41,7 +41,7 @@ def _pixels(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from harness.compare import DEFAULT_IMAGE_PX
+    from harness.commands.compare import DEFAULT_IMAGE_PX
 
     parser = argparse.ArgumentParser(prog="python -m harness", description="t2i-harness tools.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -105,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _cache(args: argparse.Namespace) -> int:
-    from harness.cache_maintenance import CacheDirError, prune, scan
+    from harness.commands.cache_maintenance import CacheDirError, prune, scan
 
     try:
         if args.prune_unused_days is not None:
@@ -135,7 +135,7 @@ def _tally(tally: Tally, noun: str) -> str:
 
 
 def _merge(args: argparse.Namespace) -> int:
-    from harness.merge import MergeError, merge_runs
+    from harness.commands.merge import MergeError, merge_runs
 
     try:
         summary = merge_runs(args.runs, args.output)
@@ -168,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
         return _merge(args)
     if args.command == "cache":
         return _cache(args)
-    from harness.compare import CompareError, write_comparison
+    from harness.commands.compare import CompareError, write_comparison
 
     try:
         comparison = write_comparison(args.run_a, args.run_b, args.output, args.tolerance, args.image_px)

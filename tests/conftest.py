@@ -155,12 +155,13 @@ def _harness_ran_once(tiny_models: TinyModels) -> None:
     import gc
     import io
 
-    from harness.generate import GenerationRequest, generate
-    from harness.local_tokenizer import load_local_tokenizer
-    from harness.models import load_clip, load_pipeline, load_resnet
-    from harness.options import Settings
-    from harness.scoring import ClipScorer, ImagenetClassifier
-    from harness.thumbnails import thumbnail_data_uri
+    from harness.common.local_tokenizer import load_local_tokenizer
+    from harness.common.model_loading import load_clip, load_pipeline, load_resnet
+    from harness.generation.generate import GenerationRequest, generate
+    from harness.judging.clip import ClipScorer
+    from harness.judging.resnet import ImagenetClassifier
+    from harness.pytest_plugin.options import Settings
+    from harness.reports.thumbnails import thumbnail_data_uri
 
     settings = Settings(
         model=str(tiny_models.pipeline_dir),

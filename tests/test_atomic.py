@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from harness import atomic
-from harness.atomic import atomic_write_bytes, remove_interrupted_writes
+from harness.common import atomic
+from harness.common.atomic import atomic_write_bytes, remove_interrupted_writes
 
 
 def test_a_write_replaces_the_file_whole(tmp_path: Path) -> None:

@@ -12,7 +12,16 @@ from pathlib import Path
 
 import pytest
 
-from harness.availability import HUB, TORCH, ModelLocation, Probe, Reachability, find_missing, offline_reason_for, probe
+from harness.pytest_plugin.availability import (
+    HUB,
+    TORCH,
+    ModelLocation,
+    Probe,
+    Reachability,
+    find_missing,
+    offline_reason_for,
+    probe,
+)
 
 
 @dataclass

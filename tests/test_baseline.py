@@ -9,7 +9,9 @@ from typing import Any
 import pytest
 
 from conftest import Labels, case_yaml
-from harness.baseline import Scores, classify
+from harness.judging.clip import clip_verdict
+from harness.judging.resnet import resnet_verdict
+from harness.reports.baseline import ItemScores, classify
 
 
 def _suite(labels: Labels, extra: str = "") -> str:
@@ -219,10 +221,21 @@ def test_bad_case_tolerance_is_a_collection_error(pytester: pytest.Pytester, cli
     assert "passed" not in result.stdout.str()
 
 
-def _scores(prob: float, margin: float, clip_passed: bool = True, resnet_passed: bool | None = None) -> Scores:
-    return Scores(
-        "c", 0, ("a", "b"), prob, margin, clip_passed, "x" if resnet_passed is not None else None, 0.5, resnet_passed
-    )
+def _scores(
+    prob: float,
+    margin: float,
+    clip_passed: bool = True,
+    resnet_passed: bool | None = None,
+    labels: tuple[str, ...] = ("a", "b"),
+) -> ItemScores:
+    # Two labels whose probabilities give this intended-label probability and margin (a third gets the rest).
+    probs = [prob, prob - margin] + ([1 - 2 * prob + margin] if len(labels) > 2 else [])
+    verdicts = {"clip": clip_verdict(labels, probs, clip_passed)}
+    if resnet_passed is not None:
+        verdicts["resnet"] = resnet_verdict(("x",), (0.5,), 1, (("x", 0.5),), resnet_passed)
+    scores = ItemScores.of("c", 0, None, verdicts)
+    assert scores is not None
+    return scores
 
 
 @pytest.mark.parametrize(
@@ -238,12 +251,12 @@ def _scores(prob: float, margin: float, clip_passed: bool = True, resnet_passed:
         (None, _scores(0.5, 0.0), "new"),
     ],
 )
-def test_classify(before: Scores | None, after: Scores, status: str) -> None:
+def test_classify(before: ItemScores | None, after: ItemScores, status: str) -> None:
     assert classify(before, after, 0.05).status == status
 
 
 def test_changed_labels_make_an_item_new() -> None:
     before = _scores(0.9, 0.8)
-    after = Scores("c", 0, ("a", "b", "another distractor"), 0.5, 0.1, True)
+    after = _scores(0.5, 0.1, labels=("a", "b", "another distractor"))
     drift = classify(before, after, 0.05)
     assert drift.status == "new" and "labels changed" in drift.note

@@ -188,7 +188,7 @@ def test_compare_html_in_chromium(
     totals = {row[0]: row[2:4] for row in cells}
     assert totals["total-items"] == [str(len(side)) for side in sides]
     assert totals["total-passed"] == [str(sum(r["clip"]["passed"] for r in side)) for side in sides]
-    assert totals["total-mean-prob"] == [
+    assert totals["total-mean-clip-prob"] == [
         f"{sum(r['clip']['probs'][0] for r in side) / len(side):.4f}" for side in sides
     ]
     shown = page.eval_on_selector_all("#items > tbody > tr", "rows => rows.map(r => r.dataset.status)")

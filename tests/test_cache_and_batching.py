@@ -375,8 +375,8 @@ import pytest
 import torch
 from transformers import CLIPModel, CLIPProcessor
 
-from harness.models import ModelInfo
-from harness.scoring import ClipScorer
+from harness.common.model_loading import ModelInfo
+from harness.judging.clip import ClipScorer
 
 @pytest.fixture(scope="session")
 def clip_scorer(t2i_settings):

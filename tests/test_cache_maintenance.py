@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from harness.cache_maintenance import SCORES_DIR, prune, scan
-from harness.image_cache import ImageCache
-from harness.score_cache import ScoreCache
+from harness.commands.cache_maintenance import SCORES_DIR, prune, scan
+from harness.generation.image_cache import ImageCache
+from harness.judging.score_cache import ScoreCache
 
 DAY = 86400
 JUDGE = "a" * 64

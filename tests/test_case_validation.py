@@ -7,16 +7,16 @@ from pathlib import Path
 
 import pytest
 
-from harness.cases import (
-    CASE_KEYS,
-    CLIP_KEYS,
+from harness.cases.case_file import (
     DEFAULTS_KEYS,
-    RESNET_KEYS,
     CaseFileError,
-    ClipCheck,
-    ResnetCheck,
+    case_keys,
     load_case_file,
 )
+from harness.judging.clip import KEYS as CLIP_KEYS
+from harness.judging.clip import ClipCheck
+from harness.judging.resnet import KEYS as RESNET_KEYS
+from harness.judging.resnet import ResnetCheck
 
 REPO_CASES = Path(__file__).resolve().parent.parent / "cases"
 
@@ -175,7 +175,7 @@ def test_unknown_keys_at_every_level_with_near_miss_suggestions(tmp_path: Path) 
         "suite.yaml:2: unknown key 'step' in 'defaults' (did you mean 'steps'?); allowed keys: "
         + ", ".join(DEFAULTS_KEYS),
         "suite.yaml:6: case 'owl': unknown key 'negtive_prompt' in a case (did you mean 'negative_prompt'?); "
-        "allowed keys: " + ", ".join(CASE_KEYS),
+        "allowed keys: " + ", ".join(case_keys(("clip", "resnet"))),
         "suite.yaml:10: case 'owl': unknown key 'minprob' in 'clip' (did you mean 'min_prob'?); allowed keys: "
         + ", ".join(CLIP_KEYS),
         "suite.yaml:13: case 'owl': unknown key 'topk' in 'resnet' (did you mean 'top_k'?); allowed keys: "
@@ -497,12 +497,12 @@ def test_boundary_values_are_accepted(tmp_path: Path) -> None:
     )
     (case,) = load_case_file(path)
     assert (case.steps, case.guidance_scale, case.seeds, case.width, case.height) == (1, 0.0, (0, 2**63 - 1), 8, 1024)
-    assert case.clip.min_prob == 0.0
-    assert case.resnet == ResnetCheck(expect=("great grey owl",), top_k=1000)
+    assert case.checks["clip"].min_prob == 0.0
+    assert case.checks.get("resnet") == ResnetCheck(expect=("great grey owl",), top_k=1000)
     path.write_text(
         one_case('id: owl\nprompt: "an owl"\nclip: {expect: "an owl", distractors: ["a hawk"], min_prob: 1}')
     )
-    assert load_case_file(path)[0].clip.min_prob == 1.0
+    assert load_case_file(path)[0].checks["clip"].min_prob == 1.0
 
 
 def test_seed_problems_point_at_the_seed_line(tmp_path: Path) -> None:
@@ -715,7 +715,7 @@ def test_anchors_and_merge_keys_work_and_own_keys_override(tmp_path: Path) -> No
     )
     first, second = load_case_file(path)
     assert (first.id, first.steps, second.id, second.prompt, second.steps) == ("owl", 3, "owl-2", "an owl at night", 4)
-    assert second.clip == first.clip
+    assert second.checks["clip"] == first.checks["clip"]
 
 
 # -- several problems, and files that are fine -------------------------------------------------
@@ -793,12 +793,17 @@ def test_a_valid_file_with_defaults_and_overrides(tmp_path: Path) -> None:
     assert (owl.id, owl.prompt, owl.negative_prompt, owl.steps, owl.seeds, owl.width, owl.height) == (
         "owl", "an owl", "blurry", 20, (1, 2), 64, None
     )  # fmt: skip
-    assert owl.clip == ClipCheck("an owl", ("a hawk", "a cat"), 0.5)
-    assert owl.resnet == ResnetCheck(("great grey owl",), 5)
+    assert owl.checks["clip"] == ClipCheck("an owl", ("a hawk", "a cat"), 0.5)
+    assert owl.checks.get("resnet") == ResnetCheck(("great grey owl",), 5)
     assert (owl.tags, owl.guidance_scale, owl.line, owl.path) == (("nightly",), 7.5, 8, path)
     assert (hawk.negative_prompt, hawk.steps, hawk.seeds, hawk.width, hawk.height) == ("", 30, (7,), 64, 128)
-    assert (hawk.guidance_scale, hawk.tags, hawk.xfail, hawk.resnet) == (5.0, ("fast",), "hawks look like owls", None)
-    assert hawk.clip.distractors == ("an owl",)
+    assert (hawk.guidance_scale, hawk.tags, hawk.xfail, hawk.checks.get("resnet")) == (
+        5.0,
+        ("fast",),
+        "hawks look like owls",
+        None,
+    )
+    assert hawk.checks["clip"].distractors == ("an owl",)
 
 
 @pytest.mark.parametrize("path", sorted(REPO_CASES.glob("*.yaml")), ids=lambda p: p.name)

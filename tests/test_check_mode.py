@@ -17,7 +17,7 @@ from tiny_models import TinyModels
 LONG_PROMPT = "a watercolor owl " * 30  # far beyond 77 tokens with any CLIP tokenizer
 # This suite runs with filterwarnings=error, which pytester's in-process runs inherit; the
 # warning under test must stay a warning.
-SHOW_TRUNCATION = "[pytest]\nfilterwarnings =\n    default::harness.prompt_length.PromptTruncatedWarning\n"
+SHOW_TRUNCATION = "[pytest]\nfilterwarnings =\n    default::harness.generation.prompt_length.PromptTruncatedWarning\n"
 
 
 def report_rows(page: str) -> dict[str, list[dict]]:
@@ -30,17 +30,17 @@ def report_rows(page: str) -> dict[str, list[dict]]:
 @pytest.fixture
 def model_loads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The models the plugin's fixtures load in this test's in-process runs (the real loaders still run)."""
-    import harness.fixtures
+    import harness.common.model_loading
 
     loaded: list[str] = []
     for name in ("load_pipeline", "load_clip", "load_resnet"):
-        real = getattr(harness.fixtures, name)
+        real = getattr(harness.common.model_loading, name)
 
         def recording(*args: object, _real=real, _name=name, **kwargs: object) -> object:
             loaded.append(_name)
             return _real(*args, **kwargs)
 
-        monkeypatch.setattr(harness.fixtures, name, recording)
+        monkeypatch.setattr(harness.common.model_loading, name, recording)
     return loaded
 
 
@@ -171,7 +171,7 @@ def test_warnings_as_errors_make_a_clean_error_in_both_modes(
             """
         ),
     )
-    strict = ["-W", "error::harness.prompt_length.PromptTruncatedWarning"]
+    strict = ["-W", "error::harness.generation.prompt_length.PromptTruncatedWarning"]
     checked = pytester.runpytest("--t2i-check", *strict, *model_args)
     # The warning, raised as an error while the file is collected, is a collection error: "tests failed".
     assert checked.ret == pytest.ExitCode.TESTS_FAILED and "INTERNALERROR" not in checked.stdout.str()

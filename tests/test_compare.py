@@ -100,10 +100,10 @@ def test_compare_page_deltas_order_and_totals_match_results_json(
     for row in paired:
         key = (row["data-case"], int(row["data-seed"]))
         (prob_a, margin_a), (prob_b, margin_b) = _intended(a[key]), _intended(b[key])
-        assert row["deltas"]["probability"] == pytest.approx(prob_b - prob_a, abs=1e-12)
-        assert row["deltas"]["margin"] == pytest.approx(margin_b - margin_a, abs=1e-12)
+        assert row["deltas"]["clip.prob"] == pytest.approx(prob_b - prob_a, abs=1e-12)
+        assert row["deltas"]["clip.margin"] == pytest.approx(margin_b - margin_a, abs=1e-12)
     # Worst first: verdict flips (none here), then by the larger drop of probability or margin.
-    worst = [min(row["deltas"]["probability"], row["deltas"]["margin"]) for row in paired]
+    worst = [min(row["deltas"]["clip.prob"], row["deltas"]["clip.margin"]) for row in paired]
     assert worst == sorted(worst)
     assert [row["data-status"] for row in page.rows[4:]] == ["only in A"] * 2 + ["only in B"] * 2
     assert page.rows[4]["data-case"] == "only-a" and page.rows[6]["data-case"] == "only-b"
@@ -113,7 +113,7 @@ def test_compare_page_deltas_order_and_totals_match_results_json(
         mean = sum(_intended(r)[0] for r in records.values()) / len(records)
         column = 0 if ident == "a" else 1
         assert _total_cell(out, "total-passed", column) == str(passed)
-        assert _total_cell(out, "total-mean-prob", column) == f"{mean:.4f}"
+        assert _total_cell(out, "total-mean-clip-prob", column) == f"{mean:.4f}"
     statuses = [row["data-status"] for row in paired]
     for status in ("regressed", "improved", "unchanged"):
         assert page.counts[status] == statuses.count(status)
@@ -163,7 +163,7 @@ def test_compare_accepts_a_baseline_in_place_of_a_run(
         if row["data-status"] in ("regressed", "improved", "unchanged"):
             key = (row["data-case"], int(row["data-seed"]))
             # The baseline keeps 4 decimals.
-            assert row["deltas"]["probability"] == pytest.approx(_intended(b[key])[0] - _intended(a[key])[0], abs=1e-4)
+            assert row["deltas"]["clip.prob"] == pytest.approx(_intended(b[key])[0] - _intended(a[key])[0], abs=1e-4)
     assert "baseline: scores only" in out.read_text()
     assert len(page.images) == 6  # run B's only
 

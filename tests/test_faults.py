@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from conftest import Labels, case_yaml
-from harness.generate import GenerationRequest, generate
+from harness.generation.generate import GenerationRequest, generate
 
 if TYPE_CHECKING:
     from tiny_models import TinyModels
@@ -67,7 +67,7 @@ CONFTEST_BROKEN_VAE = """
 import pytest
 import torch
 
-from harness.models import load_pipeline
+from harness.common.model_loading import load_pipeline
 
 
 @pytest.fixture(scope="session")
@@ -113,7 +113,7 @@ CONFTEST_OOM_AT_128 = """
 import pytest
 import torch
 
-from harness.models import load_pipeline
+from harness.common.model_loading import load_pipeline
 
 
 @pytest.fixture(scope="session")

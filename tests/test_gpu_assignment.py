@@ -11,10 +11,10 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from harness.generate import GenerationRequest
-from harness.options import _worker_device
-from harness.plugin import pytest_xdist_auto_num_workers
-from harness.runner import auto_batch_size
+from harness.generation.generate import GenerationRequest
+from harness.pytest_plugin.hooks import pytest_xdist_auto_num_workers
+from harness.pytest_plugin.options import _worker_device
+from harness.pytest_plugin.scored_images import auto_batch_size
 
 GIB = 2**30
 

@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 from harness.__main__ import main
-from harness.records import SEED_MAX
+from harness.reports.records import SEED_MAX
 
 GREEN, RED = (0, 200, 0), (255, 0, 0)  # a run's own images are green; the secret outside every run is red
 
@@ -27,7 +27,7 @@ def png(path: Path, color: tuple[int, int, int] = GREEN, size: int = 16) -> Path
 
 
 def record(case: str = "owl", seed: int = 0, file: str = "a.yaml", **fields: Any) -> dict[str, Any]:
-    """A record as harness.results.ItemRecord writes it, with ``fields`` replaced."""
+    """A record as harness.reports.results.ItemRecord writes it, with ``fields`` replaced."""
     base: dict[str, Any] = {
         "id": f"{file}::{case}[seed={seed}]",
         "case": case,
@@ -670,7 +670,7 @@ def malicious_run(root: Path) -> tuple[Path, dict[str, str], set[str]]:
 
 
 def test_a_decompression_bomb_is_refused_not_decoded(tmp_path: Path) -> None:
-    from harness.run_images import ImageRefused, run_image
+    from harness.reports.run_images import ImageRefused, run_image
 
     # 10000 x 10000 one-bit pixels: a PNG of a few kB that would decode to 300 MB of RGB.
     Image.new("1", (10_000, 10_000)).save(tmp_path / "bomb.png")

@@ -16,16 +16,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from harness.cases import load_case_file
-from harness.fingerprint import (
+from harness.cases.case_file import load_case_file
+from harness.generation.fingerprint import (
     EDGE_BYTES,
     FULL_HASH_LIMIT,
     LOCAL_MODEL,
     directory_fingerprint,
     pipeline_fingerprint,
 )
-from harness.generate import GenerationRequest, generate
-from harness.image_cache import CHUNK_KEY, CHUNK_META, CHUNK_PIXELS, ImageCache, cache_key
+from harness.generation.generate import GenerationRequest, generate
+from harness.generation.image_cache import CHUNK_KEY, CHUNK_META, CHUNK_PIXELS, ImageCache, cache_key
 
 if TYPE_CHECKING:
     from tiny_models import TinyModels
@@ -196,7 +196,12 @@ def test_cases_differing_only_in_checks_tags_and_ids_share_keys(tmp_path: Path) 
     [case_a] = load_case_file(tmp_path / "a.yaml")
     [case_b] = load_case_file(tmp_path / "b.yaml")
     [case_c] = load_case_file(tmp_path / "c.yaml")
-    assert (case_a.clip, case_a.resnet, case_a.tags, case_a.id) != (case_b.clip, case_b.resnet, case_b.tags, case_b.id)
+    assert (case_a.checks["clip"], case_a.checks.get("resnet"), case_a.tags, case_a.id) != (
+        case_b.checks["clip"],
+        case_b.checks.get("resnet"),
+        case_b.tags,
+        case_b.id,
+    )
     for seed in (0, 1):
         assert request_for(case_a, seed) == request_for(case_b, seed)
         assert cache_key(FINGERPRINT, request_for(case_a, seed)) == cache_key(FINGERPRINT, request_for(case_b, seed))

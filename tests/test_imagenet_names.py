@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from harness.imagenet import CATEGORIES_FILE, RESNET50_WEIGHTS_NAMES, imagenet_categories
+from harness.judging.imagenet import CATEGORIES_FILE, RESNET50_WEIGHTS_NAMES, imagenet_categories
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -28,13 +28,13 @@ def test_the_names_file_is_package_data() -> None:
     # tomllib is Python 3.11+, and the package supports 3.10: read the one table as text.
     pyproject = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
     table = pyproject.split("[tool.setuptools.package-data]", 1)[1].split("\n[", 1)[0]
-    assert f'harness = ["{CATEGORIES_FILE}"]' in table
-    assert (ROOT / "harness" / CATEGORIES_FILE).is_file()
+    assert f'"harness.judging" = ["{CATEGORIES_FILE}"]' in table
+    assert (ROOT / "harness" / "judging" / CATEGORIES_FILE).is_file()
 
 
 def test_reading_the_names_imports_neither_torch_nor_torchvision() -> None:
     code = (
-        "import sys; from harness.imagenet import imagenet_categories; names = imagenet_categories(); "
+        "import sys; from harness.judging.imagenet import imagenet_categories; names = imagenet_categories(); "
         "print(len(names), 'torch' in sys.modules, 'torchvision' in sys.modules)"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

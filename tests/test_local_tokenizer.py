@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.local_tokenizer import LocalTokenizer, TokenizerNotFound, load_local_tokenizer
-from harness.prompt_length import token_count
+from harness.common.local_tokenizer import LocalTokenizer, TokenizerNotFound, load_local_tokenizer
+from harness.generation.prompt_length import token_count
 from hub_cache import put_in_hub_cache
 from tiny_models import TinyModels
 

@@ -251,8 +251,8 @@ CLIP_OF_MY_OWN = """
 import pytest
 from transformers import CLIPModel, CLIPProcessor
 
-from harness.models import ModelInfo
-from harness.scoring import ClipScorer
+from harness.common.model_loading import ModelInfo
+from harness.judging.clip import ClipScorer
 
 @pytest.fixture(scope="session")
 def clip_scorer():

@@ -80,8 +80,8 @@ def test_an_over_long_label_fails_its_own_case_with_its_line_and_the_batch_is_sc
 FLAKY_CLIP = """
 import pytest
 
-from harness.models import load_clip
-from harness.scoring import ClipScorer
+from harness.common.model_loading import load_clip
+from harness.judging.clip import ClipScorer
 
 CALLS = []
 
@@ -131,8 +131,8 @@ def test_a_judge_error_fails_only_the_image_it_belongs_to(
 RESNET_NEVER_SCORES = """
 import pytest
 
-from harness.models import load_resnet
-from harness.scoring import ImagenetClassifier
+from harness.common.model_loading import load_resnet
+from harness.judging.resnet import ImagenetClassifier
 
 
 class Refuses(ImagenetClassifier):

@@ -139,9 +139,9 @@ def test_k_selects_one_seed_exactly(pytester: pytest.Pytester, clip_labels: Labe
 FIRST_LOAD_INTERRUPTED = """
 import pytest
 
-import harness.fixtures
+import harness.common.model_loading
 
-_load = harness.fixtures.load_pipeline
+_load = harness.common.model_loading.load_pipeline
 LOADS = []
 
 
@@ -154,11 +154,11 @@ def first_load_times_out(settings, *args, **kwargs):
     return _load(settings, *args, **kwargs)
 
 
-harness.fixtures.load_pipeline = first_load_times_out
+harness.common.model_loading.load_pipeline = first_load_times_out
 
 
 def pytest_unconfigure(config):
-    harness.fixtures.load_pipeline = _load
+    harness.common.model_loading.load_pipeline = _load
 """
 
 

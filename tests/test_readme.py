@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from harness.cases import load_case_file
+from harness.cases.case_file import load_case_file
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 
@@ -17,5 +17,9 @@ def test_readme_case_file_example_parses(tmp_path: Path) -> None:
     path.write_text(block.group(1), encoding="utf-8")
     (case,) = load_case_file(path)
     assert case.id == "watercolor-owl" and case.seeds == (0, 1) and case.steps == 50
-    assert case.clip.min_prob == 0.5 and case.resnet is not None and case.resnet.expect == ("great grey owl",)
+    assert (
+        case.checks["clip"].min_prob == 0.5
+        and case.checks.get("resnet") is not None
+        and case.checks.get("resnet").expect == ("great grey owl",)
+    )
     assert case.tags == ("animals", "style") and case.skip == "reason"

@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from conftest import Labels, case_yaml, passing_case
-from harness.generate import GenerationRequest, generate
+from harness.generation.generate import GenerationRequest, generate
 from tiny_models import TinyModels
 
 

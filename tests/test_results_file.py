@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from harness.results import FORMAT_VERSION, ResultsWriter, write_results
+from harness.reports.results import FORMAT_VERSION, ResultsWriter, write_results
 
 RECORDS: list[dict[str, Any]] = [
     {"id": "suite.yaml::owl[seed=0]", "clip": {"labels": ["an owl", "a hawk"], "probs": [0.9, 0.1]}, "tags": []},

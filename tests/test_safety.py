@@ -16,9 +16,9 @@ import pytest
 import yaml
 
 from conftest import Labels, case_yaml
-from harness.cases import CASE_ID_PATTERN, CaseFileError, load_case_file
-from harness.models import load_state_dict_file
-from harness.runner import IMAGES_DIR, image_path
+from harness.cases.case_file import CASE_ID_PATTERN, CaseFileError, load_case_file
+from harness.common.model_loading import load_state_dict_file
+from harness.pytest_plugin.scored_images import IMAGES_DIR, image_path
 
 HARNESS_DIR = Path(__file__).resolve().parent.parent / "harness"
 
@@ -394,7 +394,7 @@ def _keyword(call: ast.Call, name: str) -> object:
 
 
 def test_no_remote_code_safetensors_for_models_and_weights_only_loads() -> None:
-    sources = {path.name: path.read_text(encoding="utf-8") for path in sorted(HARNESS_DIR.glob("*.py"))}
+    sources = {path.name: path.read_text(encoding="utf-8") for path in sorted(HARNESS_DIR.rglob("*.py"))}
     assert sources
     assert [name for name, text in sources.items() if "trust_remote_code" in text] == []
 
@@ -418,10 +418,10 @@ def test_no_remote_code_safetensors_for_models_and_weights_only_loads() -> None:
 
 
 def test_pages_are_built_only_from_literal_templates() -> None:
-    # harness.markup escapes every value it is given. A template made from a value (an f-string, a
+    # harness.reports.markup escapes every value it is given. A template made from a value (an f-string, a
     # variable), or HTML escaped some other way, would go around that rule: no module does either.
     problems = []
-    for path in sorted(HARNESS_DIR.glob("*.py")):
+    for path in sorted(HARNESS_DIR.rglob("*.py")):
         tree = ast.parse(path.read_text(encoding="utf-8"))
         for node in ast.walk(tree):
             where = f"{path.name}:{getattr(node, 'lineno', '?')}"
@@ -445,5 +445,9 @@ def test_pages_are_built_only_from_literal_templates() -> None:
                     problems.append(f"{where}: Markup() of a value: {ast.unparse(node)[:80]}")
     assert problems == []
     # The rule has callers: the report, the summary, merge and compare all render through it.
-    users = {p.name for p in HARNESS_DIR.glob("*.py") if "from harness.markup import" in p.read_text(encoding="utf-8")}
-    assert {"report.py", "summary.py", "merge.py", "compare.py"} <= users
+    users = {
+        p.name
+        for p in HARNESS_DIR.rglob("*.py")
+        if "from harness.reports.markup import" in p.read_text(encoding="utf-8")
+    }
+    assert {"report_rows.py", "summary.py", "merge.py", "compare.py"} <= users

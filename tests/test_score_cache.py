@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from conftest import Labels, case_yaml
-from harness.score_cache import ScoreCache
+from harness.judging.score_cache import ScoreCache
 from tiny_models import TinyModels
 
 # Counts the judges' forwards (calls, not images), printed at the end of the session (run with -s).

@@ -28,13 +28,13 @@ from pathlib import Path
 
 import pytest
 
-import harness.atomic
+import harness.common.atomic
 
 FAILING_ROOT = Path({root!r}).resolve()
 ERRNO = errno.{errno}
 SKIP = {skip!r}
 ONLY = {only!r}
-_original = harness.atomic.atomic_write_bytes
+_original = harness.common.atomic.atomic_write_bytes
 
 
 def _failing(path, data, *, root=None):
@@ -45,12 +45,17 @@ def _failing(path, data, *, root=None):
     return _original(path, data, root=root)
 
 
-import harness.atomic, harness.image_cache, harness.report_dir, harness.score_cache  # noqa: E401
+import harness.common.atomic
+import harness.generation.image_cache
+import harness.judging.score_cache
+import harness.reports.report_dir
 
 # Patched while this conftest is loaded (from collection to the end of the session, when baselines are
-# saved), restored at unconfigure: pytester runs many sessions in one process. harness.atomic's own
+# saved), restored at unconfigure: pytester runs many sessions in one process. harness.common.atomic's own
 # name serves atomic_write_text; the other modules imported the function itself.
-_MODULES = [harness.atomic, harness.image_cache, harness.score_cache, harness.report_dir]
+_MODULES = [
+    harness.common.atomic, harness.generation.image_cache, harness.judging.score_cache, harness.reports.report_dir
+]
 for _module in _MODULES:
     _module.atomic_write_bytes = _failing
 
@@ -83,7 +88,9 @@ def two_cases(labels: Labels) -> str:
     )
 
 
-@pytest.mark.filterwarnings("default::harness.runner.CacheWriteWarning")  # as in a user's run: shown, not raised
+@pytest.mark.filterwarnings(
+    "default::harness.pytest_plugin.scored_images.CacheWriteWarning"
+)  # as in a user's run: shown, not raised
 @pytest.mark.parametrize("errno", ["EROFS", "ENOSPC"])
 def test_an_unwritable_cache_warns_once_and_the_run_goes_on_uncached(
     pytester: pytest.Pytester, model_args: list[str], clip_labels: Labels, errno: str

@@ -13,7 +13,7 @@ import pytest
 from test_report import report_data
 
 from conftest import Labels, case_yaml
-from harness.xdist_scheduling import case_scope
+from harness.pytest_plugin.xdist_scheduling import case_scope
 
 
 def two_files(pytester: pytest.Pytester, labels: Labels) -> None:

@@ -1,0 +1,61 @@
+"""An item's verdict, formed once: its judges' verdicts and, when a baseline is compared, its drift.
+
+An item passes only when every check its case declares was computed on its own image and passed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from harness.cases.case_file import Case
+    from harness.judging.judge import Judge, Verdict
+    from harness.pytest_plugin.scored_images import ScoredImage
+    from harness.reports.results import ItemRecord
+
+
+class CaseCheckFailed(AssertionError):
+    """A case whose image did not pass; the message is the table, shown without a traceback."""
+
+
+def record_scored(
+    record: ItemRecord, scored: ScoredImage, report_dir: Path, case: Case, judges: dict[str, Judge[Any, Any]]
+) -> str | None:
+    """Copy the scored image into the record; the failure message, or None when every declared check passed.
+
+    A declared check without a verdict (its judge failed on this image, or never ran) fails the item.
+    """
+    if scored.image_path is not None:
+        record.image = scored.image_path.relative_to(report_dir).as_posix()
+    record.cached = scored.cached
+    record.cache_key = scored.cache_key
+    record.warnings.extend(scored.notes)
+    if scored.size is not None:
+        record.width, record.height = scored.size
+    record.timings.update(scored.timings)
+    verdicts = {section: scored.verdicts[section] for section in case.checks if section in scored.verdicts}
+    record.verdicts.update(verdicts)
+    unscored = [
+        scored.errors.get(section, f"{_title(judges, section)} produced no verdict for this image")
+        for section in case.checks
+        if section not in verdicts
+    ]
+    record.fault = scored.fault if scored.fault is not None else "; ".join(unscored) or None
+    if record.fault is None and all(verdict.passed for verdict in verdicts.values()):
+        return None
+    return failure_message(list(verdicts.values()), scored.fault, unscored)
+
+
+def failure_message(verdicts: Sequence[Verdict], fault: str | None = None, unscored: Sequence[str] = ()) -> str:
+    """The failing item's message: why it has no image, or each verdict's table and each check not computed."""
+    if fault is not None:
+        return f"image not scored: {fault}"
+    return "\n".join([*(v.explanation for v in verdicts), *(f"not scored: {why}" for why in unscored)])
+
+
+def _title(judges: dict[str, Judge[Any, Any]], section: str) -> str:
+    judge = judges.get(section)
+    return judge.title if judge is not None else section

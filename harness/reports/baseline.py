@@ -1,0 +1,440 @@
+"""Regression baselines: each item's scores saved under baselines/NAME/, and later runs judged against them.
+
+A baseline is one JSON file per case file (sorted keys, one entry per case and seed, probabilities
+rounded to 4 places) so that a change reads as a small diff in code review. Comparing against one
+fails an item one of whose gated scores (CLIP: intended-label probability, margin) dropped by more than the
+tolerance, or one of whose
+judge's verdict went from pass to fail; an item the baseline does not know is reported as new.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING, Any
+
+from harness.cases.item_id import item_name
+from harness.common.atomic import atomic_write_text
+from harness.judging.formats import (
+    BASELINE_NULL_SECTIONS,
+    BASELINE_REQUIRED,
+    LEGACY_DELTA_KEYS,
+    baseline_section,
+    is_section_name,
+    ordered_sections,
+    verdict_from_baseline,
+)
+from harness.judging.judge import Score, Verdict
+
+if TYPE_CHECKING:
+    pass
+
+DEFAULT_TOLERANCE = 0.05
+BASELINES_DIR = "baselines"
+FORMAT_VERSION = 1
+DIGITS = 4  # rounding of stored scores: finer than any tolerance worth setting, and no churn in diffs
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*\Z")
+MAX_NAME_LENGTH = 100  # a folder name: well under the file system's 255
+# A baseline file is named after its case file plus ".json"; a longer name is shortened with a hash
+# (the file's own "file" field says which case file it is).
+_MAX_FILE_COMPONENT = 200
+_UNSAFE_PATH_CHARS = re.compile(r"[^A-Za-z0-9_.-]+")
+_EPSILON = 1e-9  # so that a drop of exactly the tolerance passes despite float rounding
+
+STATUSES = ("regressed", "improved", "unchanged", "new")
+
+
+class BaselineError(Exception):
+    """A baseline that cannot be read, or a name that cannot be one."""
+
+
+def item_key(case: str, seed: int) -> str:
+    """How an item is named inside a baseline file: as pytest names it, without the file."""
+    return item_name(case, seed)
+
+
+# ---------------------------------------------------------------------------------------------
+# What is stored per item, and how two of them compare.
+
+
+@dataclass(frozen=True)
+class ItemScores:
+    """The verdicts a baseline keeps for one item (and that a comparison reads off either side), by judge."""
+
+    case: str
+    seed: int
+    verdicts: dict[str, Verdict]  # by judge section, in column order
+    cache_key: str | None = None
+
+    @property
+    def passed(self) -> bool:
+        return all(verdict.passed for verdict in self.verdicts.values())
+
+    @classmethod
+    def of(cls, case: str, seed: int, cache_key: str | None, verdicts: dict[str, Verdict]) -> ItemScores | None:
+        """An item's scores; None when it was not scored."""
+        if not verdicts:
+            return None
+        return cls(case, seed, {s: verdicts[s] for s in ordered_sections(verdicts)}, cache_key)
+
+    def to_json(self) -> dict[str, Any]:
+        document: dict[str, Any] = {"case": self.case, "seed": self.seed, "cache_key": self.cache_key}
+        for section in ordered_sections({*self.verdicts, *BASELINE_NULL_SECTIONS}):
+            verdict = self.verdicts.get(section)
+            document[section] = None if verdict is None else baseline_section(section, verdict, DIGITS)
+        return document
+
+    @classmethod
+    def from_json(cls, data: Any, where: str = "") -> ItemScores:
+        """An entry of a baseline file; json_input.ShapeError (a ValueError) names the field that is wrong."""
+        from harness.common.json_input import Fields, optional, text, whole
+
+        entry = Fields(data, where)
+        sections = [
+            k for k in entry.data if k not in _ENTRY_FIELDS and is_section_name(k) and entry.data[k] is not None
+        ]
+        verdicts = {s: verdict_from_baseline(s, entry.data[s], entry.field(s)) for s in ordered_sections(sections)}
+        if not verdicts:  # name the missing field, as before judges were pluggable
+            entry.get(BASELINE_REQUIRED[0], _missing(BASELINE_REQUIRED[1]))
+        return cls(
+            case=entry.get("case", text()),
+            seed=entry.get("seed", whole(0, 2**64 - 1)),
+            verdicts=verdicts,
+            cache_key=entry.get("cache_key", optional(text()), None),
+        )
+
+
+_ENTRY_FIELDS = {"case", "seed", "cache_key"}
+
+
+def _missing(expected: str) -> Any:
+    from harness.common.json_input import ShapeError
+
+    def check(value: Any, field: str) -> Any:
+        raise ShapeError(field, expected, value)
+
+    check.expected = expected  # type: ignore[attr-defined]
+    return check
+
+
+@dataclass(frozen=True)
+class ScoreDelta:
+    section: str
+    before: Score
+    after: Score
+
+    @property
+    def delta(self) -> float:
+        return self.after.value - self.before.value
+
+    @property
+    def gain(self) -> float:
+        """The change in the better direction (negative: worse); the raw change for 'neither'."""
+        return -self.delta if self.after.better == "lower" else self.delta
+
+    def dropped(self, tolerance: float) -> bool:
+        return self.after.gated and self.after.better != "neither" and -self.gain > tolerance + _EPSILON
+
+    def rose(self, tolerance: float) -> bool:
+        return self.after.gated and self.after.better != "neither" and self.gain > tolerance + _EPSILON
+
+
+@dataclass(frozen=True)
+class Drift:
+    """How one item's verdicts moved from ``before`` to ``after``."""
+
+    status: str  # one of STATUSES
+    tolerance: float
+    before: ItemScores | None
+    after: ItemScores | None
+    note: str = ""  # why an item counts as new
+
+    @property
+    def deltas(self) -> list[ScoreDelta]:
+        """Every score both sides have, judge by judge."""
+        if self.before is None or self.after is None:
+            return []
+        found = []
+        for section, after in self.after.verdicts.items():
+            before = self.before.verdicts.get(section)
+            if before is None:
+                continue
+            for score in after.scores:
+                old = before.score(score.name)
+                if old is not None:
+                    found.append(ScoreDelta(section, old, score))
+        return found
+
+    def delta(self, section: str, name: str) -> float | None:
+        return next((d.delta for d in self.deltas if d.section == section and d.after.name == name), None)
+
+    @property
+    def flips(self) -> tuple[str, ...]:
+        """The judges whose verdict went from pass to fail."""
+        if self.before is None or self.after is None:
+            return ()
+        return tuple(
+            verdict.title
+            for section, verdict in self.after.verdicts.items()
+            if not verdict.passed and section in self.before.verdicts and self.before.verdicts[section].passed
+        )
+
+    @property
+    def severity(self) -> tuple[int, float]:
+        """Sort key, worst first: verdict flips, then the larger drop in a gated score."""
+        gains = [d.gain for d in self.deltas if d.after.gated]
+        return (0 if self.flips else 1, min(gains) if gains else math.inf)
+
+    def to_json(self, name: str) -> dict[str, Any]:
+        deltas: dict[str, dict[str, float]] = {}
+        for d in self.deltas:
+            deltas.setdefault(d.section, {})[d.after.name] = d.delta
+        document = {
+            "name": name,
+            "status": self.status,
+            "tolerance": self.tolerance,
+            "note": self.note or None,
+            "before": None if self.before is None else self.before.to_json(),
+            "deltas": deltas,
+            "flips": list(self.flips),
+        }
+        # The keys this note had before judges were pluggable.
+        for key, (section, score) in LEGACY_DELTA_KEYS.items():
+            document[key] = deltas.get(section, {}).get(score)
+        return document
+
+    def explain(self, name: str) -> str:
+        """The table a regressed item prints (a line for the other statuses)."""
+        if self.status == "new":
+            return f"baseline {name!r}: new item ({self.note})"
+        before, after = self.before, self.after
+        assert before is not None and after is not None
+        problems = []
+        if self.flips:
+            problems.append(" and ".join(self.flips) + " verdict went from pass to fail")
+        dropped = [d.after.phrase for d in self.deltas if d.dropped(self.tolerance)]
+        if dropped:
+            problems.append(f"{' and '.join(dropped)} dropped by more than the tolerance {self.tolerance:g}")
+        quiet = (
+            {"unchanged": "no change beyond", "improved": "improved by more than"}[self.status] if not problems else ""
+        )
+        head = f"baseline {name!r}: " + (
+            "; ".join(problems) if problems else f"{quiet} the tolerance {self.tolerance:g}"
+        )
+
+        def row(what: str, old: float | None, new: float | None, delta: float | None, flag: bool) -> str:
+            cells = [f"{v:9.4f}" if v is not None else f"{'-':>9}" for v in (old, new)]
+            # round() first, so that a delta of -0.00001 shows as +0.0000 rather than -0.0000
+            shown_delta = f"{round(delta, DIGITS) + 0.0:+9.4f}" if delta is not None else f"{'':9}"
+            mark = f"  <- dropped more than {self.tolerance:g}" if flag else ""
+            return f"  {what[:22]:22}{cells[0]}{cells[1]}  {shown_delta}{mark}".rstrip()
+
+        def verdict(what: str, old: bool | None, new: bool | None) -> str:
+            words = {True: "pass", False: "fail", None: "-"}
+            mark = "  <- flipped" if old and new is False else ""
+            return f"  {what[:22]:22}{words[old]:>9}{words[new]:>9}{mark}"
+
+        lines = [head + ":", f"  {'':22}{'baseline':>9}{'now':>9}  {'delta':>9}"]
+        deltas = {(d.section, d.after.name): d for d in self.deltas}
+        for section in ordered_sections({*before.verdicts, *after.verdicts}):
+            old_verdict, new_verdict = before.verdicts.get(section), after.verdicts.get(section)
+            shown = new_verdict or old_verdict
+            assert shown is not None
+            for score in shown.scores:
+                found = deltas.get((section, score.name))
+                old_score = old_verdict.score(score.name) if old_verdict is not None else None
+                new_score = new_verdict.score(score.name) if new_verdict is not None else None
+                lines.append(
+                    row(
+                        score.label,
+                        old_score.value if old_score is not None else None,
+                        new_score.value if new_score is not None else None,
+                        found.delta if found is not None else None,
+                        found is not None and found.dropped(self.tolerance),
+                    )
+                )
+            lines.append(
+                verdict(
+                    f"{shown.title} verdict",
+                    old_verdict.passed if old_verdict is not None else None,
+                    new_verdict.passed if new_verdict is not None else None,
+                )
+            )
+        return "\n".join(lines)
+
+
+def classify(before: ItemScores | None, after: ItemScores, tolerance: float) -> Drift:
+    """Regressed, improved, unchanged (within the tolerance) or new: one rule for baselines and compare."""
+    if before is None:
+        return Drift("new", tolerance, None, after, note="no baseline entry")
+    for section, verdict in after.verdicts.items():
+        old = before.verdicts.get(section)
+        if old is not None and old.comparable != verdict.comparable:
+            return Drift(
+                "new",
+                tolerance,
+                None,
+                after,
+                note=f"the {verdict.comparable_what} changed since the baseline, so the scores do not compare",
+            )
+    drift = Drift("unchanged", tolerance, before, after)
+    if drift.flips or any(d.dropped(tolerance) for d in drift.deltas):
+        status = "regressed"
+    elif any(d.rose(tolerance) for d in drift.deltas) or any(
+        verdict.passed and section in before.verdicts and not before.verdicts[section].passed
+        for section, verdict in after.verdicts.items()
+    ):
+        status = "improved"
+    else:
+        return drift
+    return Drift(status, tolerance, before, after)
+
+
+# ---------------------------------------------------------------------------------------------
+# Baseline files on disk.
+
+
+@dataclass
+class BaselineFile:
+    """One case file's entries in one baseline."""
+
+    name: str
+    file: str  # the case file's path relative to the rootdir, as in its node ids
+    entries: dict[str, ItemScores]  # by item_key
+    environment: dict[str, str]
+
+    def to_text(self) -> str:
+        document = {
+            "version": FORMAT_VERSION,
+            "baseline": self.name,
+            "file": self.file,
+            "environment": self.environment,
+            "items": {key: scores.to_json() for key, scores in self.entries.items()},
+        }
+        return json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def validate_name(name: str, where: str) -> str:
+    if len(name) > MAX_NAME_LENGTH:
+        raise BaselineError(
+            f"{where} is {len(name)} characters long; a baseline name names a folder under {BASELINES_DIR}/, "
+            f"so keep it to {MAX_NAME_LENGTH} (e.g. 'main' or 'sd15-euler')."
+        )
+    if not NAME_PATTERN.match(name):
+        raise BaselineError(
+            f"{where}={name!r} is not a baseline name: use letters, digits, '_', '.' and '-', starting with a "
+            f"letter or digit (it names a folder under {BASELINES_DIR}/)."
+        )
+    return name
+
+
+def baseline_path(root: Path, name: str, file: str) -> Path:
+    """baselines/NAME/<case file path>.json, built from sanitised parts so that it never escapes."""
+    parts = [_UNSAFE_PATH_CHARS.sub("_", part).lstrip(".") or "_" for part in PurePosixPath(file).parts]
+    if parts and len(parts[-1]) > _MAX_FILE_COMPONENT:
+        digest = hashlib.sha256(file.encode("utf-8", "surrogateescape")).hexdigest()[:8]
+        parts[-1] = f"{parts[-1][:_MAX_FILE_COMPONENT]}-{digest}"
+    folder = (root / BASELINES_DIR / name).resolve()
+    path = folder.joinpath(*parts[:-1], parts[-1] + ".json").resolve() if parts else folder / "_.json"
+    if not path.is_relative_to(folder):
+        raise BaselineError(f"refusing to write a baseline outside {folder}: {path}")
+    return path
+
+
+def read_baseline_file(path: Path) -> BaselineFile:
+    """One baseline file, read as untrusted JSON (harness.common.json_input); BaselineError in one line otherwise."""
+    from harness.common.json_input import Fields, JsonInputError, ShapeError, mapping_of, optional, read_json, text
+
+    fix = "restore it from version control or save the baseline again with --t2i-save-baseline."
+    try:
+        fields = Fields(read_json(path, "t2i baseline file"))
+        version = fields.get("version", _any)
+        if version != FORMAT_VERSION:
+            raise ShapeError("version", str(FORMAT_VERSION), version)
+        entries = {}
+        for key, value in fields.get("items", mapping_of(_any)).items():
+            scores = ItemScores.from_json(value, f"items.{key}")
+            if key != item_key(scores.case, scores.seed):
+                raise ShapeError(f"items.{key}", f"an entry named {item_key(scores.case, scores.seed)!r}", key)
+            entries[key] = scores
+        environment: dict[str, str] | None = fields.get("environment", optional(mapping_of(text())), None)
+        return BaselineFile(fields.get("baseline", text()), fields.get("file", text()), entries, environment or {})
+    except JsonInputError as exc:
+        raise BaselineError(f"{exc}; {fix}") from None
+    except ShapeError as exc:
+        raise BaselineError(f"{path}: not a readable t2i baseline file: {exc}; {fix}") from None
+
+
+def _any(value: Any, field: str) -> Any:
+    return value
+
+
+_any.expected = "a value"  # type: ignore[attr-defined]
+
+
+def read_baseline_dir(folder: Path) -> dict[str, BaselineFile]:
+    """Every baseline file under ``folder`` (baselines/NAME), by case file."""
+    files = {}
+    for path in sorted(folder.rglob("*.json")):
+        baseline = read_baseline_file(path)
+        files[baseline.file] = baseline
+    return files
+
+
+def available_names(root: Path) -> list[str]:
+    folder = root / BASELINES_DIR
+    return sorted(p.name for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
+
+
+@dataclass(frozen=True)
+class SaveSummary:
+    folder: Path
+    files: int
+    added: int
+    updated: int
+    removed: int
+
+
+def save_baseline(
+    root: Path,
+    name: str,
+    records: Iterable[dict[str, Any]],
+    environment: dict[str, str],
+    case_seeds: dict[str, set[str] | None],
+) -> SaveSummary:
+    """Merge this run's scores into baselines/NAME/: run items replace their entries, the rest stay.
+
+    ``case_seeds`` maps each case file to the item keys it defines now (None when it cannot be read):
+    entries for cases or seeds deleted from the file are dropped, so baselines do not collect dead rows.
+    """
+    from harness.common.json_input import ShapeError
+    from harness.reports.records import parse_record
+
+    by_file: dict[str, dict[str, ItemScores]] = {}
+    for record in records:
+        try:
+            scores = parse_record(record).scores()
+        except ShapeError:  # a record this run made cannot be of the wrong shape; never save a guess
+            continue
+        if scores is not None:
+            by_file.setdefault(str(record["file"]), {})[item_key(scores.case, scores.seed)] = scores
+    added = updated = removed = 0
+    for file, fresh in sorted(by_file.items()):
+        path = baseline_path(root, name, file)
+        old = read_baseline_file(path).entries if path.is_file() else {}
+        keep = case_seeds.get(file)
+        merged = {key: value for key, value in old.items() if keep is None or key in keep}
+        removed += len(old) - len(merged)
+        for key, scores in fresh.items():
+            if key in merged:
+                updated += 1
+            else:
+                added += 1
+            merged[key] = scores
+        atomic_write_text(path, BaselineFile(name, file, dict(sorted(merged.items())), environment).to_text())
+    return SaveSummary(root / BASELINES_DIR / name, len(by_file), added, updated, removed)

@@ -1,0 +1,185 @@
+"""Report rows, shared by report.html (harness.pytest_plugin.html_report) and the merged report.
+
+A row is built from a typed record (harness.reports.records) and its image, checked by harness.reports.run_images; it is
+rendered through harness.reports.markup, which escapes every value.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from harness.common.json_input import shown
+from harness.judging.formats import column_title, ordered_sections
+from harness.judging.judge import Verdict
+from harness.reports.markup import Markup, href, html, join
+from harness.reports.records import Record, Refusal
+from harness.reports.run_images import ImageRefused, RunImage, run_image
+from harness.reports.thumbnails import thumbnail_data_uris
+
+# Enough to review an image at a glance; the full-size PNG is a click away. 500 rows stay light.
+THUMBNAIL_PX = 160
+# The summary grid is an overview: 96 px JPEGs shown at 64 CSS px stay sharp on 1.5x screens and keep
+# 500 of them near 2 MB.
+GRID_THUMB_PX = 96
+GRID_QUALITY = 75
+RECORD_PROPERTY = "t2i_record"
+ENVIRONMENT_PROPERTY = "t2i_environment"
+
+# A row's columns: these, one per judge, then the timings.
+LEADING_COLUMNS = ("Image", "Prompt", "Negative prompt", "Seed", "Steps", "Guidance", "Size")
+TRAILING_COLUMNS = ("Timings",)
+
+
+def columns(judge_columns: list[str]) -> tuple[str, ...]:
+    return (*LEADING_COLUMNS, *judge_columns, *TRAILING_COLUMNS)
+
+
+def sections_of(records: list[Record]) -> list[str]:
+    """The judge sections any of the records has, in column order."""
+    return ordered_sections({section for record in records for section in record.verdicts})
+
+
+def judge_column_titles(sections: list[str], records: list[Record]) -> list[str]:
+    return [column_title(s, [r.verdicts[s] for r in records if s in r.verdicts]) for s in sections]
+
+
+def record_of(report: Any) -> dict[str, Any] | None:
+    for name, value in getattr(report, "user_properties", ()):
+        if name == RECORD_PROPERTY:
+            return value
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# What a page shows of one record.
+
+
+@dataclass(frozen=True)
+class ShownImage:
+    href: str  # the full-size PNG, relative to the page, percent-encoded
+    thumbnail: str  # JPEG data URI for the results table
+    grid: str  # JPEG data URI for the summary grid
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One record as a page shows it: the record, and its image if that is safe to show."""
+
+    record: Record
+    image: ShownImage | None = None
+    image_refused: str | None = None  # why the record names an image that is not shown
+
+
+def entry_for(record: Record, run_dir: Path, page_dir: Path) -> Entry:
+    """The record with its image from ``run_dir`` (checked by harness.reports.run_images), linked from ``page_dir``."""
+    if record.image is None:
+        return Entry(record)
+    try:
+        image = run_image(run_dir, record.image)
+    except ImageRefused as exc:
+        return Entry(record, image_refused=image_problem(record.image, exc))
+    return entry_with_image(record, image, page_dir)
+
+
+def image_problem(image: str, refused: ImageRefused) -> str:
+    return f"field 'image': {shown(image)} {refused}"
+
+
+def entry_with_image(record: Record, image: RunImage, page_dir: Path) -> Entry:
+    thumbnail, grid = thumbnail_data_uris(image.pixels, [(THUMBNAIL_PX, 80), (GRID_THUMB_PX, GRID_QUALITY)])
+    link = href(Path(os.path.relpath(image.path, page_dir.resolve())).as_posix())
+    return Entry(record, ShownImage(link, thumbnail, grid))
+
+
+def verdict_table(section: str, verdict: Verdict | None) -> Markup:
+    """A judge's cell: its table, as plain text in escaped cells (any judge's, from any results.json)."""
+    if verdict is None:
+        return Markup()
+    rows = join(
+        html(
+            '<tr class="{}">{}</tr>',
+            " ".join(f"t2i-{mark}" for mark in row.marks),
+            join(html("<td>{}</td>", cell) for cell in row.cells),
+        )
+        for row in verdict.table.rows
+    )
+    note = html("<div>{}</div>", verdict.table.note) if verdict.table.note else Markup()
+    return html('<table class="t2i-{}">{}</table>{}', section, rows, note)
+
+
+def judge_cells(record: Record, sections: list[str]) -> list[Markup]:
+    """One cell per section; a verdict of a judge without a column (one found after the page's columns were
+    set, in a folder's conftest.py) goes in the last judge cell, under its title."""
+    cells = [verdict_table(section, record.verdicts.get(section)) for section in sections]
+    extra = [s for s in record.verdicts if s not in sections]
+    if extra and cells:
+        cells[-1] = join(
+            [
+                cells[-1],
+                *(
+                    html(
+                        "<div><strong>{}</strong></div>{}",
+                        record.verdicts[s].title,
+                        verdict_table(s, record.verdicts[s]),
+                    )
+                    for s in extra
+                ),
+            ]
+        )
+    return cells
+
+
+def image_cell(entry: Entry) -> Markup:
+    record, image = entry.record, entry.image
+    if image is not None:
+        return html(
+            '<a href="{}" target="_blank"><img class="t2i-thumb" src="{}" alt="{}"/></a>',
+            image.href,
+            image.thumbnail,
+            record.case,
+        )
+    if entry.image_refused is not None:
+        return html('<em class="t2i-refused">image not shown: {}</em>', entry.image_refused)
+    if record.fault:
+        return html("<em>{}</em>", record.fault)
+    return Markup()
+
+
+def row_cells(entry: Entry, sections: list[str]) -> list[Markup]:
+    """The report's cells for one record, in ``columns()`` order, with a judge column per section."""
+    record = entry.record
+    if record.width is not None and record.height is not None:
+        size = html("{}x{}", record.width, record.height)
+    else:
+        size = html("pipeline default")
+    timings = join((html("{} {:.3f}", name, seconds) for name, seconds in record.timings.items()), "<br/>")
+    if record.cached:
+        timings = html('<div class="t2i-cached">image from cache</div>{}', timings)
+    warnings = join(html('<div class="t2i-warning">&#9888; {}</div>', note) for note in record.warnings)
+    return [
+        image_cell(entry),
+        html("{}{}", record.prompt, warnings),
+        html("{}", record.negative_prompt or ""),
+        html("{}", record.seed),
+        html("{}", record.steps),
+        html("{:g}", record.guidance_scale),
+        size,
+        *judge_cells(record, sections),
+        timings,
+    ]
+
+
+def refusals_html(refusals: list[Refusal]) -> Markup:
+    """The list of what an input had that was left out, at the top of a page; nothing when all was read."""
+    if not refusals:
+        return Markup()
+    items = join(html("<li>{}</li>", str(refusal)) for refusal in refusals)
+    return html(
+        '<section id="t2i-refused"><h2>Refused input ({})</h2><p>These parts of the inputs are not shown as '
+        "they are, for the reason given:</p><ul>{}</ul></section>",
+        len(refusals),
+        items,
+    )

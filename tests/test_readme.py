@@ -1,10 +1,14 @@
-"""The README's case-file example is a valid case file (documentation that drifts is worse than none)."""
+"""The README's examples work as written (documentation that drifts is worse than none)."""
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
+import pytest
+
+from conftest import Labels
 from harness.cases.case_file import load_case_file
 
 README = Path(__file__).resolve().parent.parent / "README.md"
@@ -23,3 +27,31 @@ def test_readme_case_file_example_parses(tmp_path: Path) -> None:
         and case.checks.get("resnet").expect == ("great grey owl",)
     )
     assert case.tags == ("animals", "style") and case.skip == "reason"
+
+
+def _judge_example(name: str) -> str:
+    text = README.read_text(encoding="utf-8")
+    block = re.search(rf"<!-- readme-judge-example: {re.escape(name)} -->\n```\w+\n(.*?)```", text, re.S)
+    assert block is not None, f"the README's judge example has no {name} block"
+    return block.group(1)
+
+
+def test_readme_judge_example_runs_end_to_end(
+    pytester: pytest.Pytester, model_args: list[str], clip_labels: Labels
+) -> None:
+    pytester.makeconftest(_judge_example("conftest.py"))
+    cases = _judge_example("cases/detail.yaml")
+    # The tiny models rank labels arbitrarily: the calibrated pair stands in for the example's, and 2 steps for 50.
+    cases = re.sub(r"clip: \{.*\}", f"clip: {clip_labels.passing}", cases)
+    pytester.makefile(".yaml", detail="defaults:\n  steps: 2\n" + cases)
+    result = pytester.runpytest("detail.yaml", *model_args)
+    record = json.loads((pytester.path / "reports/results.json").read_text())["results"][0]
+    (score,) = record["detail"]["scores"]
+    assert score["name"] == "std" and 0 <= score["value"] <= 1 and record["detail"]["title"] == "Detail"
+    assert record["outcome"] == ("passed" if score["value"] >= 0.02 else "failed")
+    assert result.ret == (pytest.ExitCode.OK if score["value"] >= 0.02 else pytest.ExitCode.TESTS_FAILED)
+
+    pytester.makefile(".yaml", detail="defaults:\n  steps: 2\n" + cases.replace("min_std: 0.02", "min_std: 1.0"))
+    failing = pytester.runpytest("detail.yaml", *model_args)
+    failing.assert_outcomes(failed=1)
+    failing.stdout.fnmatch_lines([f"pixel standard deviation {score['value']:.4f}, at least 1 expected"])

@@ -14,11 +14,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness.cases.yaml_source import YamlList, YamlMap, YamlSyntaxError, parse_yaml
+from harness.common.names import SAFE_NAME
 
 if TYPE_CHECKING:
     from harness.judging.judge import Judge
 
-CASE_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*\Z")
+CASE_ID_PATTERN = SAFE_NAME
 MAX_ID_LENGTH = 100  # an id names an image file: keep well under file-name limits
 # Tags become pytest markers, so they must be valid in a `-m` expression, must not shadow pytest's
 # own markers, and must not start with '_' (pytest refuses such marker names).

@@ -11,6 +11,7 @@ from harness.common.json_input import JsonInputError
 from harness.judging.formats import column_title, ordered_sections
 from harness.reports.baseline import (
     DEFAULT_TOLERANCE,
+    STATUSES,
     BaselineError,
     Drift,
     ItemScores,
@@ -160,7 +161,9 @@ class Comparison:
         return [*self.a.refusals, *self.b.refusals]
 
 
-ROW_STATUSES = ("regressed", "improved", "unchanged", "not comparable", "not scored", "only in A", "only in B")
+# A row's status: a baseline comparison's (harness.reports.baseline.STATUSES; "new" there means the checks changed,
+# so the scores do not compare), or why the row has no comparison.
+ROW_STATUSES = (*(s for s in STATUSES if s != "new"), "not comparable", "not scored", "only in A", "only in B")
 
 
 def compare(a: Side, b: Side, tolerance: float = DEFAULT_TOLERANCE) -> Comparison:

@@ -11,12 +11,12 @@ import hashlib
 import io
 import json
 import os
-import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness.commands.cache_maintenance import touch
 from harness.common.atomic import atomic_write_bytes
+from harness.common.names import SHA256_HEX
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -34,7 +34,7 @@ CHUNK_KEY = "t2i-cache-key"
 CHUNK_PIXELS = "t2i-pixels-sha256"
 CHUNK_META = "t2i-meta"
 
-_KEY_PATTERN = re.compile(r"[0-9a-f]{64}\Z")
+_KEY_PATTERN = SHA256_HEX
 # Every complete PNG ends with this empty IEND chunk and its CRC; decoders tolerate files cut
 # after the last pixel row, the cache does not.
 _PNG_END = b"\x00\x00\x00\x00IEND\xaeB`\x82"

@@ -165,7 +165,7 @@ def _explain(labels: tuple[str, ...], probs: tuple[float, ...], winner: int, min
     return "\n".join([head + ":", "      prob  mark              label", *rows])
 
 
-def judge_clip(check: ClipCheck, probs: Sequence[float]) -> Verdict:
+def verdict_for_probs(check: ClipCheck, probs: Sequence[float]) -> Verdict:
     probs = tuple(float(p) for p in probs)
     passed = probs[0] > max(probs[1:]) and (check.min_prob is None or probs[0] >= check.min_prob)
     return clip_verdict(check.labels, probs, passed, check.min_prob)
@@ -274,7 +274,7 @@ class ClipJudge(Judge[ClipCheck, ClipScorer]):
         # Rows are float32 on the CPU (as the score cache keeps them); the round trip is exact for fp16 and bf16.
         image_embeds = torch.from_numpy(row).unsqueeze(0).to(model.device, model.model.dtype)
         probs = model.probabilities_from(image_embeds, model.label_embeddings(check.labels))
-        return judge_clip(check, probs[0].tolist())
+        return verdict_for_probs(check, probs[0].tolist())
 
 
 def overlong_label_problems(tokenizer: Any, check: ClipCheck, case: Case) -> list[Problem]:

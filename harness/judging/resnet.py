@@ -117,7 +117,7 @@ def _explain(
     return "\n".join([head + ":", "  rank      prob  class", *rows, f"  expected: {expected}"])
 
 
-def judge_resnet(check: ResnetCheck, probs: Sequence[float], categories: Sequence[str]) -> Verdict:
+def verdict_for_probs(check: ResnetCheck, probs: Sequence[float], categories: Sequence[str]) -> Verdict:
     import torch
 
     tensor = torch.as_tensor(probs)
@@ -170,7 +170,7 @@ class ResnetJudge(Judge[ResnetCheck, ImagenetClassifier]):
         return model.probabilities(images)
 
     def verdict(self, model: ImagenetClassifier, check: ResnetCheck, row: np.ndarray) -> Verdict:
-        return judge_resnet(check, row.tolist(), model.categories)
+        return verdict_for_probs(check, row.tolist(), model.categories)
 
 
 # ---------------------------------------------------------------------------------------------

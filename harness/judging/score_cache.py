@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness.commands.cache_maintenance import touch
 from harness.common.atomic import atomic_write_bytes
+from harness.common.names import SHA256_HEX
 from harness.generation.image_cache import json_digest, pixel_digest, unwritable_cache_message
 
 if TYPE_CHECKING:
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 # Part of every key: bump it when what goes into a key or an entry changes.
 KEY_FORMAT = 2
 _DIGEST_BYTES = 32
-_KEY_PATTERN = re.compile(r"[0-9a-f]{64}\Z")
+_KEY_PATTERN = SHA256_HEX
 
 
 def judge_digest(identity: dict[str, str]) -> str:

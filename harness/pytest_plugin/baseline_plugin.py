@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from harness.pytest_plugin.options import given
 from harness.reports.baseline import (
     BASELINES_DIR,
     DEFAULT_TOLERANCE,
@@ -76,13 +77,11 @@ class BaselineSettings:
 def resolve_baseline_settings(config: pytest.Config) -> BaselineSettings:
     """Validate the baseline options; a bad value is a UsageError naming the option."""
     root = config.inipath.parent if config.inipath else config.rootpath
-    cli_compare = config.getoption("t2i_baseline")
-    compare = cli_compare if cli_compare is not None else (config.getini("t2i_baseline").strip() or None)
-    compare_where = "--t2i-baseline" if cli_compare is not None else "--t2i-baseline (ini option t2i_baseline)"
+    compare, compare_where, from_cli = given(config, "t2i_baseline", "--t2i-baseline")
+    compare = compare if from_cli else (compare.strip() or None)
     save = config.getoption("t2i_save_baseline")
-    cli_tolerance = config.getoption("t2i_tolerance")
-    raw_tolerance = cli_tolerance if cli_tolerance is not None else config.getini("t2i_tolerance").strip()
-    tolerance_where = "--t2i-tolerance" if cli_tolerance is not None else "--t2i-tolerance (ini option t2i_tolerance)"
+    raw_tolerance, tolerance_where, from_cli = given(config, "t2i_tolerance", "--t2i-tolerance")
+    raw_tolerance = raw_tolerance if from_cli else raw_tolerance.strip()
     try:
         tolerance = float(raw_tolerance)
     except ValueError:

@@ -69,10 +69,7 @@ class CaseFile(pytest.File):
     """A YAML case file; a broken one is a collection error listing every problem."""
 
     def collect(self) -> Iterator[CaseItem]:
-        try:
-            judges = get_state(self.config).judges.for_node(self)
-        except JudgeSetupError as exc:
-            raise pytest.UsageError(str(exc)) from None
+        judges = get_state(self.config).judges.for_node(self)  # JudgeSetupError: shown as this file's error
         cases = load_case_file(self.path, judges.values())
         checker = self.config.pluginmanager.get_plugin(check_mode.PLUGIN_NAME)
         if checker is not None:
@@ -99,6 +96,8 @@ class CaseFile(pytest.File):
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> Any:
         if isinstance(excinfo.value, PromptTruncatedWarning):  # raised as an error under `-W error`
             return f"{self.nodeid}:{excinfo.value.line}: {excinfo.value}"
+        if isinstance(excinfo.value, JudgeSetupError):
+            return f"{self.nodeid}: {excinfo.value}"
         if isinstance(excinfo.value, CaseFileError):
             return excinfo.value.render(
                 self.path.relative_to(self.config.rootpath)

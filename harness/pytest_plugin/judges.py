@@ -45,7 +45,8 @@ class SessionJudges:
                 known = self.by_section.setdefault(section, judge)
                 if type(known) is not type(judge):
                     raise JudgeSetupError(
-                        f"two judges claim the case-file section {section!r}: {_name(known)} and {_name(judge)}. "
+                        f"two judges claim the case-file section {section!r}: "
+                        f"{' and '.join(sorted((_name(known), _name(judge))))}. "
                         "Rename one judge's `section`."
                     )
                 judges.setdefault(section, known)

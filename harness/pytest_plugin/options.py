@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -131,13 +131,25 @@ class Settings:
         return getattr(torch, self.dtype_name)
 
 
+def given(config: pytest.Config, ini: str, flag: str) -> tuple[Any, str, bool]:
+    """(value, how a message names the option, whether the command line gave it).
+
+    The one precedence rule of every option: the command line wins over its ini twin (``ini`` is both the
+    ini name and the command-line option's dest); the ini value is read only when the command line is silent.
+    """
+    cli = config.getoption(ini)
+    if cli is not None:
+        return cli, flag, True
+    return config.getini(ini), f"{flag} (ini option {ini})", False
+
+
 def _raw_value(config: pytest.Config, spec: OptionSpec) -> tuple[str, Path]:
     """The option's value and the directory a relative path in it is relative to."""
-    cli = config.getoption(spec.ini)
-    if cli is not None:
-        return cli, Path.cwd()
+    value, _, from_cli = given(config, spec.ini, spec.flag)
+    if from_cli:
+        return value, Path.cwd()
     base = config.inipath.parent if config.inipath else config.invocation_params.dir
-    return config.getini(spec.ini) or spec.default, base
+    return value or spec.default, base
 
 
 def _model_ref(value: str, base: Path) -> str:
@@ -201,10 +213,7 @@ def check_options(config: pytest.Config) -> CheckedOptions:
     resolve_settings does the rest once cases are collected.
     """
     values = {spec.ini: _raw_value(config, spec) for spec in OPTIONS}
-    where = {
-        spec.ini: spec.flag if config.getoption(spec.ini) is not None else f"{spec.flag} (ini option {spec.ini})"
-        for spec in OPTIONS
-    }
+    where = {spec.ini: given(config, spec.ini, spec.flag)[1] for spec in OPTIONS}
 
     for ini, (value, _) in values.items():
         if not value.strip() and ini != "t2i_cache_dir":
@@ -295,17 +304,14 @@ def model_ref(config: pytest.Config, ini: str = "t2i_model") -> str:
 
 
 def _flag(config: pytest.Config, ini: str) -> bool:
-    cli = config.getoption(ini)
-    if cli is not None:
-        return bool(cli)
+    flag = next(flag for flag, name, _ in FLAGS if name == ini)
     try:
-        return bool(config.getini(ini))
+        return bool(given(config, ini, flag)[0])
     except (ValueError, pytest.UsageError) as exc:
         # pytest's own message ("invalid truth value 'maybe'") names neither the option nor the fix
         # (pytest < 9 raises ValueError, pytest 9 a UsageError of that text).
-        flag = next(flag for flag, name, _ in FLAGS if name == ini)
-        given = re.search(r"invalid truth value (.+)\Z", str(exc))
-        shown = f"={given.group(1)}" if given else ""
+        found = re.search(r"invalid truth value (.+)\Z", str(exc))
+        shown = f"={found.group(1)}" if found else ""
         raise pytest.UsageError(
             f"{flag} (ini option {ini}){shown} is not a boolean: use true or false (also accepted: "
             "yes/no, on/off, 1/0), or leave it out."

@@ -8,7 +8,6 @@ one forward. Later items find their results ready.
 
 from __future__ import annotations
 
-import re
 import time
 import warnings
 from collections.abc import Hashable, Iterator
@@ -17,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness.common.errors import describe_error
+from harness.common.names import SAFE_NAME, UNSAFE_PATH_CHARS
 from harness.generation.generate import GeneratedImage, GenerationRequest, generate
 from harness.generation.prompt_length import truncation_notes, warn_truncated
 from harness.judging.batch_scoring import ToScore, score_rows
@@ -32,7 +32,6 @@ if TYPE_CHECKING:
     from harness.judging.score_cache import ScoreCache
 
 IMAGES_DIR = "images"
-_UNSAFE_PATH_CHARS = re.compile(r"[^A-Za-z0-9_.-]+")
 # A batch of cache hits costs nothing to generate but holds images in memory until their items run.
 _MAX_GROUP_FACTOR = 4
 # Items grouped for a first batch before `auto` has seen the device (all-cached groups never need it).
@@ -135,18 +134,17 @@ def image_path(report_dir: Path, file_nodeid: str, case_id: str, seed: int) -> P
     parts = [_safe_component(part) for part in file_nodeid.split("/") if part not in ("", ".", "..")]
     name = f"{case_id}-seed{seed}.png"
     # Ids are validated when the file is parsed; this is the backstop should one ever slip through.
-    if not _SAFE_NAME.match(name):
+    if not SAFE_NAME.match(name):
         raise ValueError(f"refusing to write an image outside the report dir: {case_id!r}")
     return report_dir.joinpath(IMAGES_DIR, *(parts or ["cases"]), name)
 
 
-_SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*\Z")
 # Leaves room in a 255-byte file name for the hash suffix, and for harness.common.atomic's temp names.
 _MAX_COMPONENT = 200
 
 
 def _safe_component(part: str) -> str:
-    safe = _UNSAFE_PATH_CHARS.sub("_", part).lstrip(".")
+    safe = UNSAFE_PATH_CHARS.sub("_", part).lstrip(".")
     if safe == part and len(part) <= _MAX_COMPONENT:
         return part
     import hashlib

@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -20,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from harness.cases.item_id import item_name
 from harness.common.atomic import atomic_write_text
+from harness.common.names import SAFE_NAME, UNSAFE_PATH_CHARS
 from harness.judging.formats import (
     BASELINE_NULL_SECTIONS,
     BASELINE_REQUIRED,
@@ -38,12 +38,11 @@ DEFAULT_TOLERANCE = 0.05
 BASELINES_DIR = "baselines"
 FORMAT_VERSION = 1
 DIGITS = 4  # rounding of stored scores: finer than any tolerance worth setting, and no churn in diffs
-NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*\Z")
+NAME_PATTERN = SAFE_NAME
 MAX_NAME_LENGTH = 100  # a folder name: well under the file system's 255
 # A baseline file is named after its case file plus ".json"; a longer name is shortened with a hash
 # (the file's own "file" field says which case file it is).
 _MAX_FILE_COMPONENT = 200
-_UNSAFE_PATH_CHARS = re.compile(r"[^A-Za-z0-9_.-]+")
 _EPSILON = 1e-9  # so that a drop of exactly the tolerance passes despite float rounding
 
 STATUSES = ("regressed", "improved", "unchanged", "new")
@@ -335,7 +334,7 @@ def validate_name(name: str, where: str) -> str:
 
 def baseline_path(root: Path, name: str, file: str) -> Path:
     """baselines/NAME/<case file path>.json, built from sanitised parts so that it never escapes."""
-    parts = [_UNSAFE_PATH_CHARS.sub("_", part).lstrip(".") or "_" for part in PurePosixPath(file).parts]
+    parts = [UNSAFE_PATH_CHARS.sub("_", part).lstrip(".") or "_" for part in PurePosixPath(file).parts]
     if parts and len(parts[-1]) > _MAX_FILE_COMPONENT:
         digest = hashlib.sha256(file.encode("utf-8", "surrogateescape")).hexdigest()[:8]
         parts[-1] = f"{parts[-1][:_MAX_FILE_COMPONENT]}-{digest}"

@@ -26,6 +26,7 @@ from harness.common.json_input import (
     text,
     whole,
 )
+from harness.reports.baseline import STATUSES
 from harness.reports.results import FORMAT_VERSION
 
 if TYPE_CHECKING:
@@ -33,7 +34,6 @@ if TYPE_CHECKING:
     from harness.reports.baseline import ItemScores
 
 SEED_MAX = 2**64 - 1  # torch.Generator.manual_seed takes 64 bits
-BASELINE_STATUSES = ("regressed", "improved", "unchanged", "new")  # harness.reports.baseline.STATUSES
 
 
 @dataclass(frozen=True)
@@ -41,7 +41,7 @@ class BaselineNote:
     """What --t2i-baseline said about the record (the rest of that entry is not read back)."""
 
     name: str
-    status: str  # one of BASELINE_STATUSES
+    status: str  # one of STATUSES
 
 
 @dataclass(frozen=True)
@@ -87,8 +87,8 @@ class Record:
 
 def _baseline(fields: Fields) -> BaselineNote:
     status = fields.get("status", text())
-    if status not in BASELINE_STATUSES:
-        raise ShapeError(fields.field("status"), "one of " + ", ".join(BASELINE_STATUSES), status)
+    if status not in STATUSES:
+        raise ShapeError(fields.field("status"), "one of " + ", ".join(STATUSES), status)
     return BaselineNote(fields.get("name", text()), status)
 
 

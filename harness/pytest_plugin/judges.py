@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from harness.judging.formats import ordered_sections
 from harness.judging.judge import SECTION_PATTERN, Judge
 
 
@@ -20,7 +21,7 @@ class SessionJudges:
         self.by_section: dict[str, Judge[Any, Any]] = {}
 
     def for_node(self, node: pytest.Collector | pytest.Item) -> dict[str, Judge[Any, Any]]:
-        """The judges that apply to a node (its folder's conftest.py files included), in registration order."""
+        """The judges that apply to a node (its folder's conftest.py files included), built-ins first."""
         return self._register(node.ihook.pytest_t2i_judges(config=node.config))
 
     def for_config(self, config: pytest.Config) -> dict[str, Judge[Any, Any]]:
@@ -50,7 +51,8 @@ class SessionJudges:
                         "Rename one judge's `section`."
                     )
                 judges.setdefault(section, known)
-        return judges
+        # The built-ins first, then the others by section: the same order in messages, pages and files.
+        return {section: judges[section] for section in ordered_sections(judges)}
 
     def fixtures(self) -> set[str]:
         return {judge.fixture for judge in self.by_section.values()}

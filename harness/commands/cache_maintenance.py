@@ -13,9 +13,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from harness.generation.image_cache import SCORES_DIR
+
 DEFAULT_CACHE_DIR = Path(".pytest_cache/d/t2i-images")  # pytest's cache dir, relative to the rootdir
-# Inside the image cache dir, next to the images' two-hex-digit folders, so the names never meet.
-SCORES_DIR = "scores"
 
 _IMAGE_ENTRY = re.compile(r"([0-9a-f]{2})/\1[0-9a-f]{62}\.png\Z")
 _SCORE_ENTRY = re.compile(rf"{SCORES_DIR}/([0-9a-f]{{2}})/\1[0-9a-f]{{62}}\.f32\Z")
@@ -105,11 +105,3 @@ def _unlink(path: Path, size: int, tally: Tally) -> None:
     except FileNotFoundError:
         return
     tally.add(size)
-
-
-def touch(path: Path) -> None:
-    """Mark a cache entry as used now; a read-only cache (a shared volume) is used as it is."""
-    try:
-        os.utime(path)
-    except OSError:
-        pass

@@ -14,7 +14,6 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from harness.commands.cache_maintenance import touch
 from harness.common.atomic import atomic_write_bytes
 from harness.common.names import SHA256_HEX
 
@@ -38,6 +37,19 @@ _KEY_PATTERN = SHA256_HEX
 # Every complete PNG ends with this empty IEND chunk and its CRC; decoders tolerate files cut
 # after the last pixel row, the cache does not.
 _PNG_END = b"\x00\x00\x00\x00IEND\xaeB`\x82"
+
+
+# Inside the image cache dir, next to the images' two-hex-digit folders, so the names never meet.
+SCORES_DIR = "scores"
+
+
+def touch(path: Path) -> None:
+    """Mark a cache entry as used now (`python -m harness cache --prune-unused-days` reads it); a read-only
+    cache (a shared volume) is used as it is."""
+    try:
+        os.utime(path)
+    except OSError:
+        pass
 
 
 def cache_key(fingerprint: dict[str, str], request: GenerationRequest) -> str:

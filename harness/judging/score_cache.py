@@ -1,11 +1,10 @@
 """Judge outputs already computed, keyed by the judge and the image's pixels.
 
-A re-run after editing labels, thresholds or top_k shows the same images to the same judges, so it
-should not run ResNet-50 or CLIP's image tower again: on 2 CPU cores, ResNet-50 alone was 28 s of a
-33 s warm run of 400 images. Each entry holds one float32 vector, ResNet-50's class probabilities or
-CLIP's normalized image embedding, after a header naming the judge and the image digest it was computed
-from, and followed by a sha256 of both: a damaged entry, or one moved to another entry's name, is
-recomputed, never used. Text embeddings are not stored: labels are what users edit, and they are cheap.
+A re-run after editing a check (labels, thresholds, top_k) shows the same images to the same judges, so it
+should not run their models again: on 2 CPU cores, one image model alone was 28 s of a 33 s warm run of 400
+images. Each entry holds one judge's float32 row for one image (harness.judging.judge.Judge.features), after a
+header naming the judge and the image digest it was computed from, and followed by a sha256 of both: a damaged
+entry, or one moved to another entry's name, is recomputed, never used.
 """
 
 from __future__ import annotations
@@ -15,10 +14,9 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from harness.commands.cache_maintenance import touch
 from harness.common.atomic import atomic_write_bytes
 from harness.common.names import SHA256_HEX
-from harness.generation.image_cache import json_digest, pixel_digest, unwritable_cache_message
+from harness.generation.image_cache import json_digest, pixel_digest, touch, unwritable_cache_message
 
 if TYPE_CHECKING:
     import numpy as np

@@ -66,8 +66,7 @@ class HarnessState:
     def images(self) -> ScoredImages:
         """Hands each case item its scored image, making images ahead in batches (see scored_images)."""
         if self._images is None:
-            from harness.commands.cache_maintenance import SCORES_DIR
-            from harness.generation.image_cache import ImageCache
+            from harness.generation.image_cache import SCORES_DIR, ImageCache
             from harness.judging.score_cache import ScoreCache
 
             settings = self.settings

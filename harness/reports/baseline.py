@@ -2,7 +2,7 @@
 
 A baseline is one JSON file per case file (sorted keys, one entry per case and seed, probabilities
 rounded to 4 places) so that a change reads as a small diff in code review. Comparing against one
-fails an item one of whose gated scores (CLIP: intended-label probability, margin) dropped by more than the
+fails an item one of whose gated scores (each judge says which) dropped by more than the
 tolerance, or one of whose
 judge's verdict went from pass to fail; an item the baseline does not know is reported as new.
 """

@@ -98,7 +98,7 @@ PIPELINE_FIXTURES = frozenset({"t2i_settings", "t2i_pipeline", "_t2i_pipeline_ha
 
 def harness_fixtures(config: pytest.Config) -> frozenset[str]:
     """The pipeline's fixtures and every known judge's model fixture."""
-    return PIPELINE_FIXTURES | get_state(config).judges.fixtures()
+    return PIPELINE_FIXTURES | get_state(config).judges.fixtures(config)
 
 
 def fixture_context(item: pytest.Item, fallback: Hashable) -> Hashable:

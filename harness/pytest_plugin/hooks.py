@@ -195,7 +195,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 # exception and raises it again for every later item.
 def _is_model_fixture(fixturedef: pytest.FixtureDef[Any], config: pytest.Config) -> bool:
     return fixturedef.scope == "session" and (
-        fixturedef.argname == "t2i_pipeline" or fixturedef.argname in get_state(config).judges.fixtures()
+        fixturedef.argname == "t2i_pipeline" or fixturedef.argname in get_state(config).judges.fixtures(config)
     )
 
 

@@ -25,8 +25,11 @@ class SessionJudges:
         return self._register(node.ihook.pytest_t2i_judges(config=node.config))
 
     def for_config(self, config: pytest.Config) -> dict[str, Judge[Any, Any]]:
-        """The judges installed plugins and the initial conftest.py files add (no folder's own)."""
-        return self._register(config.hook.pytest_t2i_judges(config=config))
+        """The judges installed plugins and the conftest.py files loaded so far add; a bad one is a usage error."""
+        try:
+            return self._register(config.hook.pytest_t2i_judges(config=config))
+        except JudgeSetupError as exc:
+            raise pytest.UsageError(str(exc)) from None
 
     def _register(self, returned: list[Any]) -> dict[str, Judge[Any, Any]]:
         judges: dict[str, Judge[Any, Any]] = {}
@@ -54,7 +57,10 @@ class SessionJudges:
         # The built-ins first, then the others by section: the same order in messages, pages and files.
         return {section: judges[section] for section in ordered_sections(judges)}
 
-    def fixtures(self) -> set[str]:
+    def fixtures(self, config: pytest.Config) -> set[str]:
+        """The model fixtures of every judge known so far, the installed ones included (a plain test may use
+        `clip_scorer` in a run that collects no case file)."""
+        self.for_config(config)
         return {judge.fixture for judge in self.by_section.values()}
 
 

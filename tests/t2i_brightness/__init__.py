@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from harness.judging import Judge, Score, Table, TableRow, Verdict
+from harness.judging import Judge, Score, SectionReader, Table, TableRow, Verdict
 
 # How many images the meter has measured in this process: the tests see the score cache spare it.
 MEASURED: list[int] = []
@@ -47,7 +47,7 @@ class BrightnessJudge(Judge[BrightnessCheck, BrightnessMeter]):
     fixture = "brightness_meter"
     keys = ("low", "high")
 
-    def parse(self, section: Any) -> BrightnessCheck | None:
+    def parse(self, section: SectionReader) -> BrightnessCheck | None:
         low = section.number("low", 0, 1, "such as 0.2")
         high = section.number("high", 0, 1, "such as 0.8")
         if low is None or high is None:

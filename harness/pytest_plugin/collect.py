@@ -146,7 +146,7 @@ class CaseItem(pytest.Function):
             self.add_marker(pytest.mark.xdist_group(name=f"{self.path.name}:{case.id}"))
 
     def _structure_node_id(self) -> None:
-        # pytest >= 9.1 keeps node ids structured (path, names, params) and parses ids read back
+        # pytest >= 9.2 keeps node ids structured (path, names, params) and parses ids read back
         # from its cache (--lf, --ff) the same way; an item named "owl[seed=0]" without a callspec
         # would never match its own cached id. Give the id the shape a parametrized test has.
         node_id = getattr(self, "_id", None)

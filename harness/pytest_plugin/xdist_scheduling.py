@@ -1,6 +1,6 @@
 """pytest-xdist scheduling that keeps all seeds of a case on one worker, so they share pipeline calls.
 
-xdist's own `--dist loadgroup` relies on rewriting node ids, which pytest >= 9.1 no longer honours;
+xdist's own `--dist loadgroup` relies on rewriting node ids, which pytest >= 9.2 no longer honours;
 a scheduler that reads the case from the node id does not depend on that.
 """
 

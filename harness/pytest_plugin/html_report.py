@@ -90,10 +90,9 @@ class HtmlReportHooks:
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         # pytest-html renders the pytest-metadata dict at the end of the run, so models loaded
         # during the run still make it into the environment section.
-        try:
-            from pytest_metadata.plugin import metadata_key
-        except ImportError:
-            return
+        # pytest-metadata >= 3.0 (pinned): 2.x has no metadata_key, and the report would name no model.
+        from pytest_metadata.plugin import metadata_key
+
         metadata = self.config.stash.get(metadata_key, None)
         if metadata is not None:
             metadata.update(get_state(self.config).environment)

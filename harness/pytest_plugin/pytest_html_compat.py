@@ -2,7 +2,7 @@
 
 pytest-html writes report.html in place, so an interrupted run would leave half a file; and its page puts
 each environment value into the DOM as HTML (``innerHTML``), so a model path or a CI variable holding
-markup would run in the page. The harness wraps two private methods of pytest-html's report plugin: the
+markup would run in the page. The harness wraps private methods of pytest-html's report plugin: the
 write goes through a temp file and a rename, and the environment is escaped each time the page is
 generated. This happens at pytest_sessionstart, once pytest-html's plugin exists (it registers itself in
 its own pytest_configure). When a pytest-html release no longer has what is wrapped, the run stops with

@@ -612,7 +612,7 @@ class SectionReader:
     """A judge's view of its section of one case: values with their lines, and where to report problems.
 
     Problems read ``path:line: case 'id': what``, like every other problem of the file; the methods that
-    validate a value report their own problem and return None (or ``INVALID``) when it is wrong.
+    validate a value report their own problem and return None when it is wrong.
     """
 
     def __init__(self, parser: _CaseFileParser, section: str, mapping: YamlMap, line: int, owner: _Owner) -> None:
@@ -641,14 +641,17 @@ class SectionReader:
         """A non-empty list of non-empty strings (one string counts as a list of one), each with its line."""
         return self._parser._labels(self.value(key), self._owner, what)
 
-    def integer(self, key: str, minimum: int, maximum: int, example: str, default: int) -> Any:
+    def integer(self, key: str, minimum: int, maximum: int, example: str, default: int) -> int | None:
+        """A whole number in [minimum, maximum], ``default`` when absent; None when wrong (the problem is reported)."""
         value = self.value(key)
         if value.raw is None:
             return default
-        return self._parser._integer(value, self._owner, minimum, maximum, example)
+        found = self._parser._integer(value, self._owner, minimum, maximum, example)
+        return None if found is _INVALID else int(found)
 
-    def number(self, key: str, minimum: float, maximum: float, example: str) -> float | None:
-        """A finite number in [minimum, maximum]; None when absent or wrong (the problem is reported)."""
+    def number(self, key: str, minimum: float, maximum: float, example: str, what: str = "a number") -> float | None:
+        """A number in [minimum, maximum]; None when absent or wrong (the problem is reported: ``key in section``
+        tells the two apart)."""
         value = self.value(key)
         raw = value.raw
         if raw is None:
@@ -656,23 +659,15 @@ class SectionReader:
         if isinstance(raw, bool) or not isinstance(raw, (int, float)) or not minimum <= raw <= maximum:
             self.problem(
                 value.line,
-                f"'{value.name}' must be a number in [{minimum:g}, {maximum:g}], {example}; got {_kind(raw)}",
+                f"'{value.name}' must be {what} in [{minimum:g}, {maximum:g}], {example}; got {_kind(raw)}",
             )
             return None
         return float(raw)
 
 
-INVALID = _INVALID  # what the validating methods return for a wrong value
-
-
 def also_on(first_line: int, line: int) -> str:
     """' (also on line N)' when a repeated value's first occurrence is on another line."""
     return _also_on(first_line, line)
-
-
-def kind(value: Any) -> str:
-    """How a message describes a YAML value: 'the number 3', 'a list', 'nothing (null)'."""
-    return _kind(value)
 
 
 def suggested_tag(tag: str) -> str:

@@ -8,7 +8,7 @@ from typing import Any
 
 from harness.common.atomic import atomic_write_text
 from harness.common.json_input import JsonInputError
-from harness.judging.formats import column_title, ordered_sections
+from harness.judging.formats import judge_columns, ordered_sections
 from harness.reports.baseline import (
     DEFAULT_TOLERANCE,
     STATUSES,
@@ -362,30 +362,19 @@ def _delta(value: float | None, name: str, label: str, tolerance: float) -> Mark
     )
 
 
-def _sections(comparison: Comparison) -> list[str]:
-    return ordered_sections(
-        {
-            s
-            for side in (comparison.a, comparison.b)
-            for item in side.items.values()
-            if item.scores
-            for s in item.scores.verdicts
-        }
+def _judge_columns(comparison: Comparison) -> list[tuple[str, str]]:
+    """(section, title) of every judge either side has a verdict of."""
+    return judge_columns(
+        item.scores.verdicts
+        for side in (comparison.a, comparison.b)
+        for item in side.items.values()
+        if item.scores is not None
     )
 
 
-def _column(comparison: Comparison, section: str) -> str:
-    verdicts = [
-        item.scores.verdicts[section]
-        for side in (comparison.a, comparison.b)
-        for item in side.items.values()
-        if item.scores is not None and section in item.scores.verdicts
-    ]
-    return column_title(section, verdicts)
-
-
 def _items(comparison: Comparison) -> Markup:
-    sections = _sections(comparison)
+    judges = _judge_columns(comparison)
+    sections = [section for section, _ in judges]
     rows = []
     for row in comparison.rows:
         file, case, seed = row.key
@@ -429,7 +418,7 @@ def _items(comparison: Comparison) -> Markup:
                 judge_cells,
             )
         )
-    titles = [_column(comparison, section) for section in sections]
+    titles = [title for _, title in judges]
     head = join(
         html("<th>{}</th>", h)
         for h in ("Case, seed, deltas (B - A)", "Image A", "Image B", *(f"{t} {side}" for t in titles for side in "AB"))

@@ -19,10 +19,9 @@ from harness.reports.report_rows import (
     columns,
     entry_with_image,
     image_problem,
-    judge_column_titles,
+    judge_columns_of,
     refusals_html,
     row_cells,
-    sections_of,
 )
 from harness.reports.results import RESULTS_FILE, write_results
 from harness.reports.run_images import ImageRefused, RunImage, run_image
@@ -113,10 +112,9 @@ def _copy_image(run: RunResults, record: Record, output: Path) -> tuple[Entry, s
 def render_page(entries: list[Entry], environment: dict[str, str], refusals: list[Refusal]) -> str:
     """A self-contained page: what was refused, the summary, the environment, and one row per item."""
     records = [entry.record for entry in entries]
-    sections = sections_of(records)
-    header = join(
-        html("<th>{}</th>", name) for name in ("Result", "Test", *columns(judge_column_titles(sections, records)))
-    )
+    judges = judge_columns_of(records)
+    sections = [section for section, _ in judges]
+    header = join(html("<th>{}</th>", name) for name in ("Result", "Test", *columns([title for _, title in judges])))
     rows = join(
         html(
             '<tr><td class="t2i-outcome-{}">{}</td><td>{}</td>{}</tr>',

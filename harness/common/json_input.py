@@ -153,6 +153,24 @@ def _named(expected: str, check: Callable[[Any, str], T]) -> Check[T]:
     return check
 
 
+def any_value() -> Check[Any]:
+    """Any JSON value, as it is (read further by the caller)."""
+
+    def check(value: Any, field: str) -> Any:
+        return value
+
+    return _named("a value", check)
+
+
+def refused(expected: str) -> Check[Any]:
+    """A field that must not be read: it names what was expected there (for a required field that is missing)."""
+
+    def check(value: Any, field: str) -> Any:
+        raise ShapeError(field, expected, value)
+
+    return _named(expected, check)
+
+
 def text() -> Check[str]:
     def check(value: Any, field: str) -> str:
         if not isinstance(value, str):

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from harness.cases.case_file import Problem, SectionReader, also_on, kind, label_key
+from harness.cases.case_file import Problem, SectionReader, also_on, label_key
 from harness.judging.judge import Judge, Score, Table, TableRow, Verdict
 
 if TYPE_CHECKING:
@@ -131,10 +131,7 @@ def clip_verdict(
     return Verdict(
         title="CLIP",
         passed=passed,
-        scores=(
-            Score("prob", probs[0], "CLIP probability", gated=True, what="intended-label probability"),
-            Score("margin", margin, "CLIP margin", gated=True, what="margin"),
-        ),
+        scores=_scores(probs[0], margin),
         table=Table(tuple(rows)),
         explanation=_explain(labels, probs, winner, min_prob) if explain else "",
         details={
@@ -145,9 +142,22 @@ def clip_verdict(
             "margin": margin,
             "passed": passed,
         },
-        comparable="\0".join(labels),
+        comparable=_comparable(labels),
         comparable_what="CLIP labels",
     )
+
+
+def _scores(prob: float, margin: float) -> tuple[Score, ...]:
+    """CLIP's two scores; both on a 0-1 scale, so the baseline tolerance applies to them."""
+    return (
+        Score("prob", prob, "CLIP probability", gated=True, what="intended-label probability"),
+        Score("margin", margin, "CLIP margin", gated=True, what="margin"),
+    )
+
+
+def _comparable(labels: Sequence[str]) -> str:
+    """Scores under other labels do not compare: the labels are the comparison's key."""
+    return "\0".join(labels)
 
 
 def _explain(labels: tuple[str, ...], probs: tuple[float, ...], winner: int, min_prob: float | None) -> str:
@@ -216,22 +226,15 @@ class ClipJudge(Judge[ClipCheck, ClipScorer]):
                     )
                 else:
                     seen[key] = line
-        min_prob = section.value("min_prob")
-        raw_p = min_prob.raw
-        if raw_p is not None and (
-            isinstance(raw_p, bool) or not isinstance(raw_p, (int, float)) or not 0 <= raw_p <= 1
-        ):
-            section.problem(
-                min_prob.line,
-                f"'clip.min_prob' must be a probability in [0, 1], such as 0.5; got {kind(raw_p)}",
-            )
-            return None
+        min_prob = section.number("min_prob", 0, 1, "such as 0.5", what="a probability")
+        if min_prob is None and "min_prob" in section:
+            return None  # its problem is reported
         if distractors is None or not isinstance(expect.raw, str):
             return None
         return ClipCheck(
             expect=expect.raw,
             distractors=tuple(label for label, _ in distractors),
-            min_prob=None if raw_p is None else float(raw_p),
+            min_prob=min_prob,
             label_lines=(expect.line, *(line for _, line in distractors)),
         )
 
@@ -386,10 +389,7 @@ def verdict_from_baseline(fields: Any) -> Verdict:
     return Verdict(
         title="CLIP",
         passed=passed,
-        scores=(
-            Score("prob", prob, "CLIP probability", gated=True, what="intended-label probability"),
-            Score("margin", margin, "CLIP margin", gated=True, what="margin"),
-        ),
+        scores=_scores(prob, margin),
         table=Table(
             (
                 TableRow((f"{prob:.4f}", "intended", labels[0]), ("intended",)),
@@ -397,6 +397,6 @@ def verdict_from_baseline(fields: Any) -> Verdict:
                 TableRow(("pass" if passed else "fail", "verdict", "")),
             )
         ),
-        comparable="\0".join(labels),
+        comparable=_comparable(labels),
         comparable_what="CLIP labels",
     )

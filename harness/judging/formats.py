@@ -8,12 +8,13 @@ Everything read here is untrusted: harness.common.json_input checks each field.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from harness.common.json_input import (
     Fields,
     ShapeError,
+    any_value,
     boolean,
     list_of,
     mapping_of,
@@ -45,14 +46,14 @@ class _Format:
 # The built-in judges' own formats (the order is also the order of their columns).
 _BUILTIN = {
     clip.SECTION: _Format(
-        "CLIP",
+        clip.ClipJudge.column or clip.ClipJudge.title,
         "an object with labels, probs and passed",
         clip.verdict_from_record,
         clip.baseline_entry,
         clip.verdict_from_baseline,
     ),
     resnet.SECTION: _Format(
-        "ResNet top 5",
+        resnet.ResnetJudge.column or resnet.ResnetJudge.title,
         "an object with expect, expect_probs, top_k, top and passed",
         resnet.verdict_from_record,
         resnet.baseline_entry,
@@ -80,6 +81,15 @@ def ordered_sections(sections: Iterable[str]) -> list[str]:
 
 def is_section_name(key: str) -> bool:
     return bool(SECTION_PATTERN.match(key))
+
+
+def judge_columns(verdict_maps: Iterable[Mapping[str, Verdict]]) -> list[tuple[str, str]]:
+    """(section, column title) of every judge section in these verdicts (one mapping per item), in column order."""
+    by_section: dict[str, list[Verdict]] = {}
+    for verdicts in verdict_maps:
+        for section, verdict in verdicts.items():
+            by_section.setdefault(section, []).append(verdict)
+    return [(section, column_title(section, by_section[section])) for section in ordered_sections(by_section)]
 
 
 def column_title(section: str, verdicts: Iterable[Verdict]) -> str:
@@ -127,7 +137,7 @@ def verdict_from_record(section: str, data: Any, where: str) -> Verdict:
         table=table,
         comparable=fields.get("comparable", optional(text()), None),
         comparable_what=fields.get("comparable_what", text(), "check"),
-        details=fields.get("details", mapping_of(_any), {}),
+        details=fields.get("details", mapping_of(any_value()), {}),
     )
 
 
@@ -204,10 +214,3 @@ def _row(fields: Fields) -> TableRow:
 def _table(fields: Fields) -> Table:
     rows = fields.get("rows", list_of(obj(_row, "an object with cells and marks")))
     return Table(tuple(rows), fields.get("note", text(), ""))
-
-
-def _any(value: Any, field: str) -> Any:
-    return value
-
-
-_any.expected = "a value"  # type: ignore[attr-defined]

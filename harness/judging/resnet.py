@@ -156,7 +156,7 @@ class ResnetJudge(Judge[ResnetCheck, ImagenetClassifier]):
                 else:
                     seen[name] = line
         top_k = section.integer("top_k", 1, IMAGENET_CLASSES, "1 to 5 is usual", default=1)
-        if expect is None or not isinstance(top_k, int):
+        if expect is None or top_k is None:
             return None
         return ResnetCheck(expect=tuple(name for name, _ in expect), top_k=top_k)
 

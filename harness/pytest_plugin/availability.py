@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING
 import pytest
 
 from harness.common.model_loading import MissingModelError, missing_model_message, missing_resnet_message
+from harness.judging.clip import ClipJudge
+from harness.judging.resnet import ResnetJudge
 
 if TYPE_CHECKING:
     from harness.pytest_plugin.options import Settings
@@ -29,12 +31,16 @@ PROBE_TIMEOUT_S = 3.0
 # Every missing model is explained in the one paragraph: one key for all of them.
 AVAILABILITY_KEY = "t2i: models missing before the run"
 # The fixture that holds each model; an item needs a model when it uses the fixture (case items: see item_needs).
-ROLE_FIXTURES = {"pipeline": "t2i_pipeline", "clip": "clip_scorer", "resnet": "imagenet_classifier"}
-# Where each of those fixtures is defined: an override elsewhere brings its own model.
+ROLE_FIXTURES = {
+    "pipeline": "t2i_pipeline",
+    ClipJudge.section: ClipJudge.fixture,
+    ResnetJudge.section: ResnetJudge.fixture,
+}
+# Where each of those fixtures is defined (a judge's, with its class): an override elsewhere brings its own model.
 ROLE_MODULES = {
     "pipeline": "harness.pytest_plugin.fixtures",
-    "clip": "harness.judging.clip",
-    "resnet": "harness.judging.resnet",
+    ClipJudge.section: ClipJudge.__module__,
+    ResnetJudge.section: ResnetJudge.__module__,
 }
 _TRUE = {"1", "ON", "YES", "TRUE"}  # how huggingface_hub reads HF_HUB_OFFLINE
 

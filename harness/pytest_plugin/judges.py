@@ -19,6 +19,9 @@ class SessionJudges:
 
     def __init__(self) -> None:
         self.by_section: dict[str, Judge[Any, Any]] = {}
+        # for_config's answer and the number of plugins it was asked with: asked again (the hook called, new
+        # judge instances made and checked) only once a conftest.py has been loaded since.
+        self._for_config: tuple[int, dict[str, Judge[Any, Any]]] | None = None
 
     def for_node(self, node: pytest.Collector | pytest.Item) -> dict[str, Judge[Any, Any]]:
         """The judges that apply to a node (its folder's conftest.py files included), built-ins first."""
@@ -26,10 +29,15 @@ class SessionJudges:
 
     def for_config(self, config: pytest.Config) -> dict[str, Judge[Any, Any]]:
         """The judges installed plugins and the conftest.py files loaded so far add; a bad one is a usage error."""
+        plugins = len(config.pluginmanager.get_plugins())
+        if self._for_config is not None and self._for_config[0] == plugins:
+            return self._for_config[1]
         try:
-            return self._register(config.hook.pytest_t2i_judges(config=config))
+            judges = self._register(config.hook.pytest_t2i_judges(config=config))
         except JudgeSetupError as exc:
             raise pytest.UsageError(str(exc)) from None
+        self._for_config = (plugins, judges)
+        return judges
 
     def _register(self, returned: list[Any]) -> dict[str, Judge[Any, Any]]:
         judges: dict[str, Judge[Any, Any]] = {}

@@ -91,7 +91,7 @@ class ItemScores:
     @classmethod
     def from_json(cls, data: Any, where: str = "") -> ItemScores:
         """An entry of a baseline file; json_input.ShapeError (a ValueError) names the field that is wrong."""
-        from harness.common.json_input import Fields, optional, text, whole
+        from harness.common.json_input import Fields, optional, refused, text, whole
 
         entry = Fields(data, where)
         sections = [
@@ -99,7 +99,7 @@ class ItemScores:
         ]
         verdicts = {s: verdict_from_baseline(s, entry.data[s], entry.field(s)) for s in ordered_sections(sections)}
         if not verdicts:  # name the missing field, as before judges were pluggable
-            entry.get(BASELINE_REQUIRED[0], _missing(BASELINE_REQUIRED[1]))
+            entry.get(BASELINE_REQUIRED[0], refused(BASELINE_REQUIRED[1]))
         return cls(
             case=entry.get("case", text()),
             seed=entry.get("seed", whole(0, 2**64 - 1)),
@@ -109,16 +109,6 @@ class ItemScores:
 
 
 _ENTRY_FIELDS = {"case", "seed", "cache_key"}
-
-
-def _missing(expected: str) -> Any:
-    from harness.common.json_input import ShapeError
-
-    def check(value: Any, field: str) -> Any:
-        raise ShapeError(field, expected, value)
-
-    check.expected = expected  # type: ignore[attr-defined]
-    return check
 
 
 @dataclass(frozen=True)
@@ -347,16 +337,25 @@ def baseline_path(root: Path, name: str, file: str) -> Path:
 
 def read_baseline_file(path: Path) -> BaselineFile:
     """One baseline file, read as untrusted JSON (harness.common.json_input); BaselineError in one line otherwise."""
-    from harness.common.json_input import Fields, JsonInputError, ShapeError, mapping_of, optional, read_json, text
+    from harness.common.json_input import (
+        Fields,
+        JsonInputError,
+        ShapeError,
+        any_value,
+        mapping_of,
+        optional,
+        read_json,
+        text,
+    )
 
     fix = "restore it from version control or save the baseline again with --t2i-save-baseline."
     try:
         fields = Fields(read_json(path, "t2i baseline file"))
-        version = fields.get("version", _any)
+        version = fields.get("version", any_value())
         if version != FORMAT_VERSION:
             raise ShapeError("version", str(FORMAT_VERSION), version)
         entries = {}
-        for key, value in fields.get("items", mapping_of(_any)).items():
+        for key, value in fields.get("items", mapping_of(any_value())).items():
             scores = ItemScores.from_json(value, f"items.{key}")
             if key != item_key(scores.case, scores.seed):
                 raise ShapeError(f"items.{key}", f"an entry named {item_key(scores.case, scores.seed)!r}", key)
@@ -367,13 +366,6 @@ def read_baseline_file(path: Path) -> BaselineFile:
         raise BaselineError(f"{exc}; {fix}") from None
     except ShapeError as exc:
         raise BaselineError(f"{path}: not a readable t2i baseline file: {exc}; {fix}") from None
-
-
-def _any(value: Any, field: str) -> Any:
-    return value
-
-
-_any.expected = "a value"  # type: ignore[attr-defined]
 
 
 def read_baseline_dir(folder: Path) -> dict[str, BaselineFile]:

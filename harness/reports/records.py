@@ -8,6 +8,7 @@ the file, its index and id, the field, what was expected and what is there; the 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from dataclasses import fields as dataclass_fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -122,22 +123,22 @@ def parse_record(raw: Any) -> Record:
     )
 
 
-_RECORD_FIELDS = {
-    "id", "case", "file", "line", "seed", "prompt", "negative_prompt", "steps", "guidance_scale", "width",
-    "height", "tags", "outcome", "image", "fault", "cached", "cache_key", "timings", "warnings", "baseline",
-}  # fmt: skip
-
-
 def _verdicts(fields: Fields) -> dict[str, Verdict]:
     """Every judge section of the record (any other key naming a section), each checked by its format."""
     from harness.judging.formats import is_section_name, ordered_sections, verdict_from_record
 
     data = fields.data
-    sections = [key for key in data if key not in _RECORD_FIELDS and is_section_name(key) and data[key] is not None]
+    own = _record_fields()
+    sections = [key for key in data if key not in own and is_section_name(key) and data[key] is not None]
     return {
         section: verdict_from_record(section, data[section], fields.field(section))
         for section in ordered_sections(sections)
     }
+
+
+def _record_fields() -> set[str]:
+    """A record's own keys: every other key of a record is a judge's section."""
+    return {f.name for f in dataclass_fields(Record)} - {"verdicts", "raw"}
 
 
 # ---------------------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.common.json_input import shown
-from harness.judging.formats import column_title, ordered_sections
+from harness.judging.formats import judge_columns
 from harness.judging.judge import Verdict
 from harness.reports.markup import Markup, href, html, join
 from harness.reports.records import Record, Refusal
@@ -37,13 +37,9 @@ def columns(judge_columns: list[str]) -> tuple[str, ...]:
     return (*LEADING_COLUMNS, *judge_columns, *TRAILING_COLUMNS)
 
 
-def sections_of(records: list[Record]) -> list[str]:
-    """The judge sections any of the records has, in column order."""
-    return ordered_sections({section for record in records for section in record.verdicts})
-
-
-def judge_column_titles(sections: list[str], records: list[Record]) -> list[str]:
-    return [column_title(s, [r.verdicts[s] for r in records if s in r.verdicts]) for s in sections]
+def judge_columns_of(records: list[Record]) -> list[tuple[str, str]]:
+    """(section, column title) of every judge the records have a verdict of, in column order."""
+    return judge_columns(record.verdicts for record in records)
 
 
 def record_of(report: Any) -> dict[str, Any] | None:

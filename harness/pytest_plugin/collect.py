@@ -83,14 +83,11 @@ class CaseFile(pytest.File):
             for tag in case.tags:
                 # Tags are markers: register them so --strict-markers accepts them.
                 self.config.addinivalue_line("markers", f"{tag}: t2i case tag")
+            case_judges = {section: judges[section] for section in case.checks}
+            function = _test_function(tuple(judge.fixture for judge in case_judges.values()))
             for seed in case.seeds:
                 yield CaseItem.from_parent(
-                    self,
-                    name=item_name(case.id, seed),
-                    callobj=_test_function(tuple(judges[section].fixture for section in case.checks)),
-                    case=case,
-                    seed=seed,
-                    judges={section: judges[section] for section in case.checks},
+                    self, name=item_name(case.id, seed), callobj=function, case=case, seed=seed, judges=case_judges
                 )
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> Any:

@@ -426,11 +426,13 @@ def test_ids_inside_the_pattern_are_accepted(tmp_path: Path, case_id: str) -> No
         ),
         (
             "seeds: []",
-            "'seeds' must be a whole number or a non-empty list of them, e.g. [0, 1, 2]; got a list",
+            "'seeds' must be a number of seeds (8 runs seeds 0 to 7) or a non-empty list of seeds, e.g. [0, 1, 2]; "
+            "got a list",
         ),
         (
             "seeds: 0-3",
-            "'seeds' must be a whole number or a non-empty list of them, e.g. [0, 1, 2]; got the text '0-3'",
+            "'seeds' must be a number of seeds (8 runs seeds 0 to 7) or a non-empty list of seeds, e.g. [0, 1, 2]; "
+            "got the text '0-3'",
         ),
         ("seeds: [-1]", "seed -1 is out of range; seeds are whole numbers from 0 to 9223372036854775807 (2**63 - 1)"),
         (
@@ -780,7 +782,7 @@ def test_a_valid_file_with_defaults_and_overrides(tmp_path: Path) -> None:
                 prompt: "a hawk"
                 negative_prompt: ""
                 steps: 30
-                seeds: 7
+                seeds: 7  # a count: seeds 0 to 6
                 height: 128
                 guidance_scale: 5
                 tags: fast
@@ -796,7 +798,7 @@ def test_a_valid_file_with_defaults_and_overrides(tmp_path: Path) -> None:
     assert owl.checks["clip"] == ClipCheck("an owl", ("a hawk", "a cat"), 0.5)
     assert owl.checks.get("resnet") == ResnetCheck(("great grey owl",), 5)
     assert (owl.tags, owl.guidance_scale, owl.line, owl.path) == (("nightly",), 7.5, 8, path)
-    assert (hawk.negative_prompt, hawk.steps, hawk.seeds, hawk.width, hawk.height) == ("", 30, (7,), 64, 128)
+    assert (hawk.negative_prompt, hawk.steps, hawk.seeds, hawk.width, hawk.height) == ("", 30, tuple(range(7)), 64, 128)
     assert (hawk.guidance_scale, hawk.tags, hawk.xfail, hawk.checks.get("resnet")) == (
         5.0,
         ("fast",),

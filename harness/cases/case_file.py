@@ -29,6 +29,8 @@ RESERVED_TAGS = {
     "skip", "skipif", "xfail", "parametrize", "usefixtures", "filterwarnings",
 }  # fmt: skip
 MAX_SEED = 2**63
+# `seeds: N` runs seeds 0..N-1; each is an image (and a pipeline call's share): far more than any rate needs.
+MAX_SEED_COUNT = 10_000
 MAX_STEPS = 10_000
 # The largest side any supported pipeline can use (SDXL works at 1024; upscaled SD 1.5 and SDXL at up
 # to 4096): a typo like 65536 would otherwise try to allocate tens of GB before failing.
@@ -45,7 +47,7 @@ TOP_LEVEL_KEYS = ("defaults", "cases")
 # A case's own keys; each judge adds its section (clip, resnet, ...).
 CASE_KEYS = (
     "id", "prompt", "negative_prompt", "guidance_scale", "steps", "seeds", "width", "height",
-    "tags", "skip", "xfail", "tolerance",
+    "tags", "skip", "xfail", "tolerance", "min_pass_rate",
 )  # fmt: skip
 
 
@@ -56,7 +58,9 @@ def case_keys(sections: Iterable[str]) -> tuple[str, ...]:
 
 
 # Everything a file's cases could share; id, prompt and the checks are per case by nature.
-DEFAULTS_KEYS = ("negative_prompt", "guidance_scale", "steps", "seeds", "width", "height", "tags", "tolerance")
+DEFAULTS_KEYS = (
+    "negative_prompt", "guidance_scale", "steps", "seeds", "width", "height", "tags", "tolerance", "min_pass_rate",
+)  # fmt: skip
 
 _FILE_SHAPE = "a case file is a mapping whose 'cases:' key holds a list of cases, each starting with '- id: ...'"
 
@@ -80,6 +84,13 @@ class Case:
     skip: str | None = None
     xfail: str | None = None
     tolerance: float | None = None  # allowed drop below a baseline (harness.reports.baseline); None: --t2i-tolerance
+    # The share of its seeds that must pass (harness.reports.case_rates); None: every seed must pass, one item each.
+    min_pass_rate: float | None = None
+
+    @property
+    def rate_gated(self) -> bool:
+        """Judged as a rate over its seeds, in one pytest item, rather than one item per seed."""
+        return self.min_pass_rate is not None
 
 
 @dataclass(frozen=True)
@@ -366,6 +377,7 @@ class _CaseFileParser:
             skip=skip,
             xfail=xfail,
             tolerance=shared.get("tolerance"),
+            min_pass_rate=shared.get("min_pass_rate"),
             path=self.path,
             line=raw.line,
         )
@@ -392,7 +404,21 @@ class _CaseFileParser:
             return self._tags(value, owner)
         if key == "tolerance":
             return self._tolerance(value, owner)
+        if key == "min_pass_rate":
+            return self._min_pass_rate(value, owner)
         raise AssertionError(key)
+
+    def _min_pass_rate(self, value: _Value, owner: _Owner) -> Any:
+        raw = value.raw
+        if isinstance(raw, bool) or not isinstance(raw, (int, float)) or not 0 < raw <= 1:
+            self._problem(
+                value.line,
+                f"'{value.name}' must be a number in (0, 1], such as 0.75 (the share of the case's seeds whose "
+                f"checks must all pass); got {_kind(raw)}",
+                owner,
+            )
+            return _INVALID
+        return float(raw)
 
     def _tolerance(self, value: _Value, owner: _Owner) -> Any:
         raw = value.raw
@@ -453,14 +479,26 @@ class _CaseFileParser:
     def _seeds(self, value: _Value, owner: _Owner) -> Any:
         raw = value.raw
         rule = f"seeds are whole numbers from 0 to {MAX_SEED - 1} (2**63 - 1)"
+        if isinstance(raw, int) and not isinstance(raw, bool):
+            # A count: `seeds: 8` is seeds 0..7. (One seed of its own is a list: `seeds: [42]`.)
+            if not 1 <= raw <= MAX_SEED_COUNT:
+                self._problem(
+                    value.line,
+                    f"'{value.name}: {raw}' is not a number of seeds: a whole number from 1 to {MAX_SEED_COUNT} "
+                    f"runs seeds 0 to N-1 (e.g. {value.name}: 8); to run particular seeds, list them: [0, 42]",
+                    owner,
+                )
+                return _INVALID
+            return tuple(range(raw))
         if isinstance(raw, YamlList):
             items = list(zip(raw, raw.item_lines, raw.texts, strict=True))
         else:
             items = [(raw, value.line, value.text)]
-        if isinstance(raw, (YamlMap, str, float)) or items == []:
+        if not isinstance(raw, YamlList) or items == []:
             self._problem(
                 value.line,
-                f"'{value.name}' must be a whole number or a non-empty list of them, e.g. [0, 1, 2]; got {_kind(raw)}",
+                f"'{value.name}' must be a number of seeds (8 runs seeds 0 to 7) or a non-empty list of seeds, "
+                f"e.g. [0, 1, 2]; got {_kind(raw)}",
                 owner,
             )
             return _INVALID

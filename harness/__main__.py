@@ -179,7 +179,15 @@ def main(argv: list[str] | None = None) -> int:
         f"{comparison.count(s)} {s}"
         for s in ("regressed", "improved", "unchanged", "not comparable", "only in A", "only in B")
     )
-    print(f"{args.output}: {len(comparison.rows)} items: {counts}")
+    nondeterministic = comparison.count("nondeterministic")
+    if nondeterministic:  # only then: the line's format predates the status
+        counts += f", {nondeterministic} nondeterministic"
+    case_statuses = [row.status for row in comparison.cases]
+    case_counts = ", ".join(
+        f"{case_statuses.count(s)} {s}"
+        for s in ("regressed", "improved", "unchanged", "not comparable", "only in A", "only in B")
+    )
+    print(f"{args.output}: {len(comparison.rows)} items: {counts}; {len(comparison.cases)} cases: {case_counts}")
     return _refused("compare", comparison.refusals)
 
 

@@ -140,7 +140,12 @@ def test_compare_fails_drops_beyond_the_tolerance_and_flips_and_reports_new_item
             "  CLIP verdict               pass     fail  <- flipped",
         ]
     )
-    result.stdout.fnmatch_lines(["t2i baseline 'main' (tolerance 0.05): 3 regressed, 0 improved, 3 unchanged, 2 new"])
+    result.stdout.fnmatch_lines(
+        [
+            "t2i baseline 'main' (tolerance 0.05): 3 regressed, 0 improved, 3 unchanged, 2 new; "
+            "cases: 2 regressed, 0 improved, 1 unchanged, 1 new"
+        ]
+    )
     records = _results(pytester)
     assert records["added[seed=0]"]["outcome"] == "passed"
     assert records["added[seed=0]"]["baseline"]["status"] == "new"
@@ -163,7 +168,9 @@ def test_ini_options_and_saving_merges_and_drops_deleted_cases(
     pytester.makeini("[pytest]\nt2i_baseline = main\nt2i_tolerance = 0.2\n")
     # The ini names a baseline that does not exist yet: allowed only when this run saves it.
     first = pytester.runpytest("suite.yaml", "--t2i-save-baseline=main", *model_args)
-    first.stdout.fnmatch_lines(["t2i baseline 'main' (tolerance 0.2): 0 regressed, 0 improved, 0 unchanged, 6 new"])
+    first.stdout.fnmatch_lines(
+        ["t2i baseline 'main' (tolerance 0.2): 0 regressed, 0 improved, 0 unchanged, 6 new; cases: * 3 new"]
+    )
     path = pytester.path / "baselines/main/suite.yaml.json"
     _shift(path, ["strict[seed=0]"], prob=0.1)  # within the ini's 0.2
 
@@ -173,7 +180,8 @@ def test_ini_options_and_saving_merges_and_drops_deleted_cases(
     second.assert_outcomes(passed=2)
     second.stdout.fnmatch_lines(
         [
-            "t2i baseline 'main' (tolerance 0.2): 0 regressed, 0 improved, 2 unchanged, 0 new",
+            "t2i baseline 'main' (tolerance 0.2): 0 regressed, 0 improved, 2 unchanged, 0 new; "
+            "cases: 0 regressed, 0 improved, 1 unchanged, 0 new",
             "*1 file(s), 0 new, 2 updated, 2 removed item(s)",
         ]
     )

@@ -175,7 +175,7 @@ BAD_RECORDS: list[tuple[str, Any, str]] = [
     (
         "baseline status",
         record("b1", baseline={"name": "main", "status": "<b>"}),
-        "field 'baseline.status': expected one of regressed, improved, unchanged, new, got '<b>'",
+        "field 'baseline.status': expected one of regressed, improved, unchanged, nondeterministic, new, got '<b>'",
     ),
     ("cached a number", record("k1", cached=1), "field 'cached': expected true or false, got 1"),
 ]
@@ -236,7 +236,8 @@ def test_compare_refuses_each_bad_record_by_name_and_still_writes_the_page(
     )
     assert (
         captured.out
-        == f"{out}: 1 items: 0 regressed, 0 improved, 1 unchanged, 0 not comparable, 0 only in A, 0 only in B\n"
+        == f"{out}: 1 items: 0 regressed, 0 improved, 1 unchanged, 0 not comparable, 0 only in A, 0 only in B; "
+        "1 cases: 0 regressed, 0 improved, 1 unchanged, 0 not comparable, 0 only in A, 0 only in B\n"
     )
     page = out.read_text(encoding="utf-8")
     assert _page_refusals(page) == expected + expected

@@ -19,6 +19,7 @@ from harness.reports.baseline import (
     read_baseline_dir,
     read_baseline_file,
 )
+from harness.reports.case_rates import CaseDrift, CaseRate, SeedResult, case_rate, compare_rates, percent, seed_result
 from harness.reports.markup import Markup, html, join
 from harness.reports.records import Record, Refusal, read_results, record_part
 from harness.reports.results import RESULTS_FILE
@@ -52,10 +53,28 @@ class Side:
     items: dict[Key, SideItem]
     environment: dict[str, str] = field(default_factory=dict)
     refusals: list[Refusal] = field(default_factory=list)  # records left out, images not shown
+    gates: dict[tuple[str, str], float | None] = field(default_factory=dict)  # a baseline's min_pass_rate by case
 
     @property
     def scored(self) -> list[ItemScores]:
         return [item.scores for item in self.items.values() if item.scores is not None]
+
+    def case_rates(self) -> dict[tuple[str, str], CaseRate]:
+        """Each case's rate over its seeds on this side: a run's records, or a baseline's entries."""
+        seeds: dict[tuple[str, str], list[SeedResult]] = {}
+        gates: dict[tuple[str, str], float | None] = {}
+        for item in self.items.values():
+            key = (item.file, item.case)
+            if item.record is not None:
+                result = seed_result(item.record)
+                gates[key] = item.record.min_pass_rate
+            else:
+                result = (
+                    None if item.scores is None else SeedResult(item.seed, item.scores.passed, item.scores.verdicts)
+                )
+            if result is not None:
+                seeds.setdefault(key, []).append(result)
+        return {key: case_rate(*key, found, gates.get(key, self.gates.get(key))) for key, found in seeds.items()}
 
 
 def load_side(path: Path, image_px: int = DEFAULT_IMAGE_PX) -> Side:
@@ -80,11 +99,13 @@ def load_side(path: Path, image_px: int = DEFAULT_IMAGE_PX) -> Side:
         raise CompareError(f"{path}: neither a run (no {RESULTS_FILE} in it) nor a baseline: {exc}") from None
     items: dict[Key, SideItem] = {}
     environment: dict[str, str] = {}
+    gates: dict[tuple[str, str], float | None] = {}
     for file, baseline in sorted(files.items()):
         environment = environment or baseline.environment
         for scores in baseline.entries.values():
             items[(file, scores.case, scores.seed)] = SideItem(file, scores.case, scores.seed, scores)
-    return Side(path, "baseline", items, environment)
+        gates.update({(file, case): rate.min_pass_rate for case, rate in baseline.cases.items()})
+    return Side(path, "baseline", items, environment, gates=gates)
 
 
 def _load_run(results: Path, image_px: int) -> Side:
@@ -146,12 +167,32 @@ class Row:
         return self.drift.status
 
 
+@dataclass(frozen=True)
+class CaseRow:
+    """A case's rate on both sides, and how it moved (None unless both ran it)."""
+
+    key: tuple[str, str]
+    a: CaseRate | None
+    b: CaseRate | None
+    drift: CaseDrift | None
+
+    @property
+    def status(self) -> str:
+        if self.a is None:
+            return "only in B"
+        if self.b is None:
+            return "only in A"
+        assert self.drift is not None
+        return "not comparable" if self.drift.status == "new" else self.drift.status
+
+
 @dataclass
 class Comparison:
     a: Side
     b: Side
     tolerance: float
     rows: list[Row]
+    cases: list[CaseRow] = field(default_factory=list)  # worst first
 
     def count(self, status: str) -> int:
         return sum(1 for row in self.rows if row.status == status)
@@ -182,7 +223,24 @@ def compare(a: Side, b: Side, tolerance: float = DEFAULT_TOLERANCE) -> Compariso
         return (1, ROW_STATUSES.index(row.status), 0.0, row.key)
 
     rows.sort(key=order)
-    return Comparison(a, b, tolerance, rows)
+    return Comparison(a, b, tolerance, rows, compare_cases(a, b, tolerance))
+
+
+def compare_cases(a: Side, b: Side, tolerance: float) -> list[CaseRow]:
+    """Every case's rate on both sides, worst first: the smallest p-value of a drop, then the largest fall."""
+    rates_a, rates_b = a.case_rates(), b.case_rates()
+    rows = []
+    for key in sorted(set(rates_a) | set(rates_b)):
+        rate_a, rate_b = rates_a.get(key), rates_b.get(key)
+        drift = compare_rates(rate_a, rate_b, tolerance) if rate_a is not None and rate_b is not None else None
+        rows.append(CaseRow(key, rate_a, rate_b, drift))
+
+    def order(row: CaseRow) -> tuple[Any, ...]:
+        if row.drift is not None and row.drift.status != "new":
+            return (0, *row.drift.severity, row.key)
+        return (1, 1.0, 0.0, row.key)
+
+    return sorted(rows, key=order)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -211,7 +269,7 @@ def render(comparison: Comparison) -> str:
     page = html(
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"/><title>t2i-harness comparison</title>'
         "<style>{}</style></head><body>\n<h1>t2i-harness comparison</h1>\n"
-        "<p>A ({}): <code>{}</code><br/>B ({}): <code>{}</code></p>\n{}\n{}\n{}\n{}\n</body></html>",
+        "<p>A ({}): <code>{}</code><br/>B ({}): <code>{}</code></p>\n{}\n{}\n{}\n{}\n{}\n</body></html>",
         Markup(_STYLE),
         a.kind,
         str(a.path),
@@ -220,6 +278,7 @@ def render(comparison: Comparison) -> str:
         _refusals(comparison),
         _totals(comparison),
         _environment(a, b),
+        _cases(comparison),
         _items(comparison),
     )
     return str(page)
@@ -444,3 +503,87 @@ def write_comparison(
     except OSError as exc:
         raise CompareError(f"-o {output}: cannot write the page ({exc.strerror or exc})") from None
     return comparison
+
+
+def _cases(comparison: Comparison) -> Markup:
+    """Per case: both sides' pass rates with their 95% intervals, the one-sided Fisher p of a drop, each judge's
+    main score as a mean with its interval, worst first."""
+    if not comparison.cases:
+        return Markup()
+    main = []
+    for row in comparison.cases:
+        for rate in (row.a, row.b):
+            for section, name, summary in rate.main_scores() if rate is not None else []:
+                if (section, name, summary.label) not in main:
+                    main.append((section, name, summary.label))
+    order = ordered_sections({section for section, _, _ in main})
+    main.sort(key=lambda m: (order.index(m[0]), m[1]))
+    rows = []
+    for row in comparison.cases:
+        change = Markup()
+        if row.a is not None and row.b is not None and row.a.pass_rate is not None and row.b.pass_rate is not None:
+            delta = (row.b.pass_rate - row.a.pass_rate) * 100
+            change = html('<span class="{}">{:+.1f} pts</span>', "neg" if delta < 0 else "pos", delta)
+        p_value = row.drift.drop_p if row.drift is not None else None
+        means = join(
+            html("<td>{}</td><td>{}</td>", _mean_with_interval(row.a, s, n), _mean_with_interval(row.b, s, n))
+            for s, n, _ in main
+        )
+        rows.append(
+            html(
+                '<tr class="case-{}" data-case-file="{}" data-case-id="{}" data-case-status="{}"><td>{}</td>'
+                '<td><strong>{}</strong></td><td class="num a">{}</td><td class="num b">{}</td><td class="num">{}</td>'
+                '<td class="num">{}</td><td>{}</td>{}</tr>',
+                row.status.replace(" ", "-"),
+                row.key[0],
+                row.key[1],
+                row.status,
+                row.key[0],
+                row.key[1],
+                _rate(row.a),
+                _rate(row.b),
+                change,
+                "-" if p_value is None else f"{p_value:.4f}",
+                row.status,
+                means,
+            )
+        )
+    head = join(
+        html("<th>{}</th>", h)
+        for h in (
+            "File", "Case", "Pass rate A [95% interval]", "Pass rate B [95% interval]", "B - A",
+            "Fisher p (drop)", "Status", *(f"mean {label} {side}" for _, _, label in main for side in "AB"),
+        )
+    )  # fmt: skip
+    return html(
+        "<h2>Cases, across seeds, worst first</h2><p>A case's rate drop counts as a regression when one-sided "
+        "Fisher's exact p &lt; 0.05 (more than chance explains), or when a gated score's mean fell by more than "
+        'the tolerance even at the top of its 95% interval.</p><table id="cases"><thead><tr>{}</tr></thead>'
+        "<tbody>{}</tbody></table>",
+        head,
+        join(rows),
+    )
+
+
+def _rate(rate: CaseRate | None) -> Markup:
+    if rate is None or rate.pass_rate is None:
+        return html("-")
+    low, high = rate.interval
+    gate = html("<br/><small>needs {}</small>", percent(rate.min_pass_rate)) if rate.min_pass_rate else Markup()
+    return html(
+        "{} of {} = {} [{}, {}]{}",
+        rate.seeds_passed,
+        rate.seeds_run,
+        percent(rate.pass_rate),
+        percent(low),
+        percent(high),
+        gate,
+    )
+
+
+def _mean_with_interval(rate: CaseRate | None, section: str, name: str) -> str:
+    summary = rate.scores.get(section, {}).get(name) if rate is not None else None
+    if summary is None:
+        return "-"
+    interval = summary.interval
+    return f"{summary.mean:.4f}" + (f" [{interval[0]:.4f}, {interval[1]:.4f}]" if interval else "")

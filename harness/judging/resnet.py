@@ -84,7 +84,7 @@ def resnet_verdict(
     return Verdict(
         title="ResNet",
         passed=passed,
-        scores=(Score("prob", expect_probs[best], f"ResNet {expect[best]}"),),
+        scores=(Score("prob", expect_probs[best], f"ResNet {expect[best]}", what="best expected-class probability"),),
         table=Table(
             tuple(TableRow((f"{prob:.4f}", name), ("intended",) if name in expected else ()) for name, prob in top),
             note=f"expected (top {top_k}): {', '.join(expect)}",
@@ -261,7 +261,7 @@ def verdict_from_baseline(fields: Any) -> Verdict:
     return Verdict(
         title="ResNet",
         passed=passed,
-        scores=(Score("prob", prob, f"ResNet {name}"),),
+        scores=(Score("prob", prob, f"ResNet {name}", what="best expected-class probability"),),
         table=Table(
             (TableRow((f"{prob:.4f}", name), ("intended",)), TableRow(("pass" if passed else "fail", "verdict")))
         ),

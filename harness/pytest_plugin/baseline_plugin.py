@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,40 @@ from harness.reports.baseline import (
     save_baseline,
     validate_name,
 )
+from harness.reports.case_rates import CaseDrift, CaseRate, compare_rates
 from harness.reports.results import ItemRecord
+
+
+def baseline_counts(
+    records: Iterable[dict[str, Any]], case_drifts: dict[tuple[str, str], dict[str, Any]]
+) -> tuple[dict[str, int], dict[str, int]]:
+    """How many items, and how many cases, have each baseline status.
+
+    A rate-gated case has its own status (its rate and means against the baseline's); any other case takes its
+    worst item's: regressed, then nondeterministic, improved, new, and unchanged only when all its items are.
+    """
+    items = dict.fromkeys(STATUSES, 0)
+    by_case: dict[tuple[str, str], set[str]] = {}
+    for record in records:
+        baseline = record.get("baseline")
+        if baseline:
+            items[baseline["status"]] += 1
+            by_case.setdefault((str(record["file"]), str(record["case"])), set()).add(baseline["status"])
+    cases = dict.fromkeys(STATUSES, 0)
+    for key, statuses in by_case.items():
+        if key not in case_drifts:
+            cases[next(status for status in _WORST_FIRST if status in statuses)] += 1
+    for drift in case_drifts.values():
+        cases[drift["status"]] += 1
+    return items, cases
+
+
+_WORST_FIRST = ("regressed", "nondeterministic", "improved", "new", "unchanged")
+
+
+def status_counts(counts: dict[str, int]) -> str:
+    """'1 regressed, 2 improved, 40 unchanged, 3 new', and 'N nondeterministic' only when there are any."""
+    return ", ".join(f"{count} {status}" for status, count in counts.items() if count or status != "nondeterministic")
 
 
 def add_options(parser: pytest.Parser) -> None:
@@ -138,15 +172,25 @@ class BaselinePlugin:
 
         if self.settings.compare is None:
             return None
-        after = ItemScores.of(record.case, record.seed, record.cache_key, record.verdicts)
+        after = ItemScores.of(record.case, record.seed, record.cache_key, record.verdicts, record.image_sha256)
         if after is None:
             return None
         baseline = self.settings.baseline.get(record.file)
         before = None if baseline is None else baseline.entries.get(item_key(after.case, after.seed))
-        tolerance = item.case.tolerance if item.case.tolerance is not None else self.settings.tolerance
-        drift = classify(before, after, tolerance)
+        drift = classify(before, after, self._tolerance(item))
         record.baseline = drift.to_json(str(self.settings.compare))
         return drift
+
+    def compare_case(self, item: Any, rate: CaseRate) -> CaseDrift | None:
+        """How a rate-gated case's rate and mean scores compare with the baseline's; None without one."""
+        if self.settings.compare is None:
+            return None
+        baseline = self.settings.baseline.get(rate.file)
+        before = None if baseline is None else baseline.cases.get(rate.case)
+        return compare_rates(before, rate, self._tolerance(item))
+
+    def _tolerance(self, item: Any) -> float:
+        return item.case.tolerance if item.case.tolerance is not None else self.settings.tolerance
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         if self.settings.save is None or hasattr(self.config, "workerinput"):
@@ -188,14 +232,11 @@ class BaselinePlugin:
         from harness.pytest_plugin.session_state import get_state
 
         if self.settings.compare is not None:
-            counts = dict.fromkeys(STATUSES, 0)
-            for record in get_state(self.config).finished.values():
-                baseline = record.get("baseline")
-                if baseline:
-                    counts[baseline["status"]] += 1
+            state = get_state(self.config)
+            items, cases = baseline_counts(state.finished.values(), state.case_drifts)
             terminalreporter.write_line(
                 f"t2i baseline {self.settings.compare!r} (tolerance {self.settings.tolerance:g}): "
-                + ", ".join(f"{count} {status}" for status, count in counts.items())
+                f"{status_counts(items)}; cases: {status_counts(cases)}"
             )
         if self.save_problem is not None:
             terminalreporter.write_line(self.save_problem, red=True, bold=True)

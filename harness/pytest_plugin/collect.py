@@ -1,4 +1,4 @@
-"""Collect YAML case files into pytest items: one item per case and seed."""
+"""Collect YAML case files into pytest items: one item per case and seed, or per case with ``min_pass_rate``."""
 
 from __future__ import annotations
 
@@ -19,10 +19,11 @@ from harness.generation.prompt_length import PromptTruncatedWarning
 from harness.judging.score_cache import judge_digest
 from harness.pytest_plugin import check_mode
 from harness.pytest_plugin.fixtures import is_own_fixture
-from harness.pytest_plugin.item_verdict import CaseCheckFailed, record_scored
+from harness.pytest_plugin.item_verdict import CaseCheckFailed, rate_table, record_scored
 from harness.pytest_plugin.judges import JudgeSetupError
 from harness.pytest_plugin.scored_images import CacheWriteWarning, JudgeUse
 from harness.pytest_plugin.session_state import get_state
+from harness.reports.case_rates import SeedResult, case_rate
 from harness.reports.results import ItemRecord
 
 if TYPE_CHECKING:
@@ -85,9 +86,16 @@ class CaseFile(pytest.File):
                 self.config.addinivalue_line("markers", f"{tag}: t2i case tag")
             case_judges = {section: judges[section] for section in case.checks}
             function = _test_function(tuple(judge.fixture for judge in case_judges.values()))
+            if case.rate_gated:
+                # Its verdict is a rate over all its seeds: one item, so that pytest's counts, exit code, -x
+                # and --lf follow the case's verdict; each seed keeps its own record, image and scores.
+                yield CaseItem.from_parent(
+                    self, name=case.id, callobj=function, case=case, seeds=case.seeds, judges=case_judges
+                )
+                continue
             for seed in case.seeds:
                 yield CaseItem.from_parent(
-                    self, name=item_name(case.id, seed), callobj=function, case=case, seed=seed, judges=case_judges
+                    self, name=item_name(case.id, seed), callobj=function, case=case, seeds=(seed,), judges=case_judges
                 )
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> Any:
@@ -123,15 +131,23 @@ def _test_function(model_fixtures: tuple[str, ...]) -> Any:
 
 
 class CaseItem(pytest.Function):
-    """One case at one seed. A pytest.Function, so it gets fixtures like any test."""
+    """One case at one seed; or, for a case with ``min_pass_rate``, the case at all its seeds.
 
-    def __init__(self, *, case: Case, seed: int, judges: dict[str, Judge[Any, Any]], **kwargs: Any) -> None:
+    A pytest.Function, so it gets fixtures like any test.
+    """
+
+    def __init__(
+        self, *, case: Case, seeds: tuple[int, ...], judges: dict[str, Judge[Any, Any]], **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         self.case = case
-        self.seed = seed
+        self.seeds = seeds
         self.judges = judges  # the case's, by section
+        self.case_drift: dict[str, Any] | None = None  # a rate-gated case's comparison with the baseline
         self._structure_node_id()
-        self.extra_keyword_matches.add(seed_keyword(seed))
+        if not case.rate_gated:
+            # A rate-gated case is selected as a whole: a rate over one seed of it says nothing.
+            self.extra_keyword_matches.add(seed_keyword(self.seed))
         for tag in case.tags:
             self.add_marker(tag)
         if case.skip is not None:
@@ -142,6 +158,11 @@ class CaseItem(pytest.Function):
             # For an explicit `--dist loadgroup` (on pytest versions where xdist can honour it).
             self.add_marker(pytest.mark.xdist_group(name=f"{self.path.name}:{case.id}"))
 
+    @property
+    def seed(self) -> int:
+        """The item's seed (the first, for a rate-gated case)."""
+        return self.seeds[0]
+
     def _structure_node_id(self) -> None:
         # pytest >= 9.2 keeps node ids structured (path, names, params) and parses ids read back
         # from its cache (--lf, --ff) the same way; an item named "owl[seed=0]" without a callspec
@@ -149,32 +170,85 @@ class CaseItem(pytest.Function):
         node_id = getattr(self, "_id", None)
         if node_id is None or not hasattr(node_id, "with_params") or self.parent is None:
             return
-        self._id = self.parent.id.child(self.case.id).with_params(seed_param(self.seed))
+        child = self.parent.id.child(self.case.id)
+        self._id = child if self.case.rate_gated else child.with_params(seed_param(self.seed))
 
     @property
     def case_key(self) -> tuple[str, str]:
-        return (self.parent.nodeid if self.parent is not None else "", self.case.id)
+        return (self.file_nodeid, self.case.id)
 
-    def new_record(self) -> ItemRecord:
-        file = self.parent.nodeid if self.parent is not None else str(self.path)
+    @property
+    def file_nodeid(self) -> str:
+        return self.parent.nodeid if self.parent is not None else str(self.path)
+
+    def record_id(self, seed: int) -> str:
+        """The id of a seed's record: the node id its own item has, or would have without ``min_pass_rate``."""
+        return f"{self.file_nodeid}::{item_name(self.case.id, seed)}"
+
+    def new_record(self, seed: int) -> ItemRecord:
         sections = get_state(self.config).judges.by_section
-        return ItemRecord.for_case(self.nodeid, self.case, self.seed, file, sections)
+        return ItemRecord.for_case(self.record_id(seed), self.case, seed, self.file_nodeid, sections)
 
     def run_case(self, handle: PipelineHandle, models: dict[str, Any], request: pytest.FixtureRequest) -> None:
-        """Generate (or reuse) the image, judge it, compare with the baseline: one verdict, raised once."""
+        """Generate (or reuse) the images, judge them, compare with the baseline: one verdict, raised once."""
         __tracebackhide__ = True
         state = get_state(self.config)
-        record = state.records.setdefault(self.nodeid, self.new_record())
         uses = {section: self._use(judge, models[judge.fixture], request) for section, judge in self.judges.items()}
-        scored = state.images.scored(self.case_key, self.case, self.seed, handle, uses)
-        failure = record_scored(record, scored, state.report_dir, self.case, self.judges)
         baseline = self.config.pluginmanager.get_plugin("t2i-baseline")
-        drift = baseline.compare(self, record) if baseline is not None else None
-        if baseline is not None and drift is not None and (failure is not None or drift.status == "regressed"):
-            # A failing item also says how it compares with the baseline; a passing one fails on a regression.
-            failure = "\n".join(part for part in (failure, drift.explain(baseline.settings.compare)) if part)
+        failures: dict[int, str | None] = {}
+        for seed in self.seeds:
+            record = state.records.setdefault(self.record_id(seed), self.new_record(seed))
+            scored = state.images.scored(self.case_key, self.case, seed, handle, uses)
+            failure = record_scored(record, scored, state.report_dir, self.case, self.judges)
+            drift = baseline.compare(self, record) if baseline is not None else None
+            if self.case.rate_gated:
+                # The seed's own checks: its case's rate counts them, its baseline drift is shown, not gated.
+                record.outcome = "passed" if failure is None else "failed"
+            elif baseline is not None and drift is not None and (failure is not None or drift.status == "regressed"):
+                # A failing item also says how it compares with the baseline; a passing one fails on a regression.
+                failure = "\n".join(part for part in (failure, drift.explain(baseline.settings.compare)) if part)
+            failures[seed] = failure
+        if self.case.rate_gated:
+            failure = self._rate_verdict(failures, baseline)
+        else:
+            failure = failures[self.seed]
         if failure is not None:
             raise CaseCheckFailed(failure)
+
+    def _rate_verdict(self, failures: dict[int, str | None], baseline: Any) -> str | None:
+        """The case's failure over its seeds: its rate below the gate, or a rate or mean drop from the baseline."""
+        state = get_state(self.config)
+        seeds = [
+            SeedResult(seed, failure is None, state.records[self.record_id(seed)].verdicts)
+            for seed, failure in failures.items()
+        ]
+        rate = case_rate(self.file_nodeid, self.case.id, seeds, self.case.min_pass_rate)
+        problems = []
+        if not rate.gate_met:
+            problems.append(
+                f"pass rate below min_pass_rate {self.case.min_pass_rate:g}: {rate.describe()}\n" + rate_table(failures)
+            )
+        drift = baseline.compare_case(self, rate) if baseline is not None else None
+        if drift is not None:
+            self.case_drift = drift.to_json(str(baseline.settings.compare))
+            if drift.status == "regressed" or problems:
+                problems.append(drift.explain(str(baseline.settings.compare)))
+        return "\n".join(problems) or None
+
+    def final_records(self, outcome: str, duration: float) -> list[ItemRecord]:
+        """The item's records, once its outcome is known: one per seed."""
+        state = get_state(self.config)
+        records = []
+        for seed in self.seeds:
+            record = state.records.pop(self.record_id(seed), None) or self.new_record(seed)
+            if not self.case.rate_gated or record.outcome == "pending":  # a seed it never reached
+                record.outcome = outcome
+            if self.case.rate_gated:
+                record.case_outcome = outcome
+            # A rate-gated case's time is shared among its seeds, so the records' totals add up to the run's.
+            record.timings["total_s"] = duration / len(self.seeds)
+            records.append(record)
+        return records
 
     def _use(self, judge: Judge[Any, Any], model: Any, request: pytest.FixtureRequest) -> JudgeUse:
         # Scores are reused only from a judge's own fixture: an override in conftest.py may wrap the model
@@ -185,11 +259,12 @@ class CaseItem(pytest.Function):
         return JudgeUse(judge, model, judge_digest(identity) if identity is not None else None)
 
     def reportinfo(self) -> tuple[Path, int, str]:
-        return self.path, self.case.line - 1, item_name(self.case.id, self.seed)
+        return self.path, self.case.line - 1, self.name
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> Any:
         file = self.parent.nodeid if self.parent is not None else self.path.name
-        where = f"{file}:{self.case.line}: case {self.case.id!r}, seed {self.seed}"
+        seeds = f"{len(self.seeds)} seeds" if self.case.rate_gated else f"seed {self.seed}"
+        where = f"{file}:{self.case.line}: case {self.case.id!r}, {seeds}"
         if isinstance(excinfo.value, (CaseCheckFailed, PromptTruncatedWarning, CacheWriteWarning)):
             return f"{where}\n{excinfo.value}"
         if isinstance(excinfo.value, pytest.fail.Exception):

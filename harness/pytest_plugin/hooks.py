@@ -16,7 +16,7 @@ from harness.pytest_plugin.fixtures import fixture_context, harness_fixtures
 from harness.pytest_plugin.html_report import HtmlReportHooks
 from harness.pytest_plugin.options import add_options, check_options, model_ref
 from harness.pytest_plugin.session_state import STATE_KEY, HarnessState, get_state
-from harness.reports.report_rows import ENVIRONMENT_PROPERTY, RECORD_PROPERTY, record_of
+from harness.reports.report_rows import CASE_DRIFT_PROPERTY, ENVIRONMENT_PROPERTY, RECORD_PROPERTY, records_of
 from harness.reports.results import ResultsWriter
 
 
@@ -151,7 +151,9 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     if cases and not session.config.getoption("t2i_check"):  # a check runs nothing
         runner = get_state(session.config).images
         for item in cases:
-            runner.plan(item.case_key, item.case, item.seed, fixture_context(item, fallback=item.case_key))
+            context = fixture_context(item, fallback=item.case_key)
+            for seed in item.seeds:
+                runner.plan(item.case_key, item.case, seed, context)
 
 
 def _outcome(report: pytest.TestReport) -> str | None:
@@ -181,10 +183,11 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         outcome = _outcome(report)
         if outcome is not None:
             state = get_state(item.config)
-            record = state.records.pop(item.nodeid, None) or item.new_record()
-            record.outcome = outcome
-            record.timings["total_s"] = report.duration
-            report.user_properties.append((RECORD_PROPERTY, record.to_json()))
+            for record in item.final_records(outcome, report.duration):
+                report.user_properties.append((RECORD_PROPERTY, record.to_json()))
+            if item.case_drift is not None:
+                drift = {**item.case_drift, "file": item.file_nodeid, "case": item.case.id}
+                report.user_properties.append((CASE_DRIFT_PROPERTY, drift))
             if hasattr(item.config, "workerinput"):
                 # Models load on xdist workers; the controller writes the environment section.
                 report.user_properties.append((ENVIRONMENT_PROPERTY, dict(state.environment)))
@@ -227,17 +230,21 @@ class ResultsRecorder:
         self.config = config
         state = get_state(config)
         # The writer keeps its records in state.finished, which the report's summary reads.
-        self.writer = ResultsWriter(state.report_dir, state.finished)
+        self.writer = ResultsWriter(state.report_dir, state.finished, state.case_drifts)
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        record = record_of(report)
-        if record is None or report.outcome == "rerun":  # pytest-rerunfailures: not the item's final result
+        records = records_of(report)
+        if not records or report.outcome == "rerun":  # pytest-rerunfailures: not the item's final result
             return
         state = get_state(self.config)
         for name, value in report.user_properties:
             if name == ENVIRONMENT_PROPERTY and isinstance(value, dict):
                 state.environment.update(value)
-        self.writer.add(record)  # into state.finished
+            if name == CASE_DRIFT_PROPERTY and isinstance(value, dict):
+                key = (str(value["file"]), str(value["case"]))
+                self.writer.case_drifts[key] = {k: v for k, v in value.items() if k not in ("file", "case")}
+        for record in records:
+            self.writer.add(record)  # into state.finished
         # Rewritten after every item (atomically), so an interrupted run leaves a valid file.
         self._write(state)
 

@@ -14,7 +14,7 @@ from harness.pytest_plugin.pytest_html_compat import adapt_report_plugins, escap
 from harness.pytest_plugin.session_state import get_state
 from harness.reports.markup import Markup, html
 from harness.reports.records import parse_record
-from harness.reports.report_rows import Entry, columns, entry_for, record_of, row_cells
+from harness.reports.report_rows import Entry, case_row_cells, columns, entry_for, records_of, row_cells
 
 
 class HtmlReportHooks:
@@ -57,16 +57,18 @@ class HtmlReportHooks:
 
     def pytest_html_results_table_row(self, report: Any, cells: list[str]) -> None:
         escape_test_id(report, cells)
-        raw = record_of(report)
+        raws = records_of(report)
         values: list[Markup] = [Markup()] * len(columns(self._sections))
-        if raw is not None:
+        if raws:
             try:
-                entry = self._entry(raw, strict=True)
+                entries = [self._entry(raw, strict=True) for raw in raws]
             except ShapeError as exc:
                 values[0] = html('<em class="t2i-refused">record not shown: {}</em>', str(exc))
             else:
-                assert entry is not None
-                values = row_cells(entry, self._sections)
+                shown = [entry for entry in entries if entry is not None]
+                # A rate-gated case's item carries a record per seed; its row shows them all.
+                many = len(shown) > 1 or shown[0].record.min_pass_rate is not None
+                values = case_row_cells(shown, self._sections) if many else row_cells(shown[0], self._sections)
         cells[2:2] = [str(html('<td class="col-t2i">{}</td>', value)) for value in values]
 
     def _entry(self, raw: dict[str, Any], strict: bool = False) -> Entry | None:

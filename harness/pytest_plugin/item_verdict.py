@@ -32,6 +32,7 @@ def record_scored(
         record.image = scored.image_path.relative_to(report_dir).as_posix()
     record.cached = scored.cached
     record.cache_key = scored.cache_key
+    record.image_sha256 = scored.image_sha256
     record.warnings.extend(scored.notes)
     if scored.size is not None:
         record.width, record.height = scored.size
@@ -59,3 +60,13 @@ def failure_message(verdicts: Sequence[Verdict], fault: str | None = None, unsco
 def _title(judges: dict[str, Judge[Any, Any]], section: str) -> str:
     judge = judges.get(section)
     return judge.title if judge is not None else section
+
+
+def rate_table(failures: dict[int, str | None]) -> str:
+    """A rate-gated case's seeds, one line each: pass, or the first line of why it failed."""
+    width = max(len(str(seed)) for seed in failures)
+    lines = []
+    for seed, failure in failures.items():
+        shown = "pass" if failure is None else "fail: " + failure.split("\n", 1)[0].rstrip(":")
+        lines.append(f"  seed {seed:>{width}}  {shown}")
+    return "\n".join(lines)

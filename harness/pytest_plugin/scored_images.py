@@ -87,6 +87,7 @@ class ScoredImage:
     cached: bool = False
     cache_key: str | None = None
     errors: dict[str, str] = field(default_factory=dict)  # judge section -> why it has no verdict
+    image_sha256: str | None = None  # the pixels' digest (the score cache's key)
 
 
 @dataclass
@@ -447,6 +448,7 @@ class ScoredImages:
             cached=pending.cached,
             cache_key=pending.cache_key,
             errors=dict(pending.errors),
+            image_sha256=pending.digest() if image is not None else None,
         )
 
 

@@ -27,6 +27,8 @@ class HarnessState:
     # Each finished item's record by node id, in the order items first finished: a rerun
     # (pytest-rerunfailures) replaces its item's record rather than adding one.
     finished: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Each rate-gated case's comparison with the baseline, by (case file, case id): results.json's cases list.
+    case_drifts: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     errors_seen: set[str] = field(default_factory=set)  # models whose load failure was already explained
     loaded_pipeline: Any = None  # what the plugin's own t2i_pipeline fixture returned, once it ran
     # The model's files fingerprint, computed once; a one-item list once computed (it may be None).

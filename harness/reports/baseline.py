@@ -13,7 +13,7 @@ import hashlib
 import json
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +30,7 @@ from harness.judging.formats import (
     verdict_from_baseline,
 )
 from harness.judging.judge import Score, Verdict
+from harness.reports.case_rates import CaseRate, case_rates
 
 if TYPE_CHECKING:
     pass
@@ -45,7 +46,9 @@ MAX_NAME_LENGTH = 100  # a folder name: well under the file system's 255
 _MAX_FILE_COMPONENT = 200
 _EPSILON = 1e-9  # so that a drop of exactly the tolerance passes despite float rounding
 
-STATUSES = ("regressed", "improved", "unchanged", "new")
+# "nondeterministic": the image's inputs are unchanged (same cache key) but its scores moved: the pipeline
+# did not give the same pixels again, which is not a regression of the prompt or the model.
+STATUSES = ("regressed", "improved", "unchanged", "nondeterministic", "new")
 
 
 class BaselineError(Exception):
@@ -69,20 +72,30 @@ class ItemScores:
     seed: int
     verdicts: dict[str, Verdict]  # by judge section, in column order
     cache_key: str | None = None
+    image_sha256: str | None = None  # the pixels' digest
 
     @property
     def passed(self) -> bool:
         return all(verdict.passed for verdict in self.verdicts.values())
 
     @classmethod
-    def of(cls, case: str, seed: int, cache_key: str | None, verdicts: dict[str, Verdict]) -> ItemScores | None:
+    def of(
+        cls,
+        case: str,
+        seed: int,
+        cache_key: str | None,
+        verdicts: dict[str, Verdict],
+        image_sha256: str | None = None,
+    ) -> ItemScores | None:
         """An item's scores; None when it was not scored."""
         if not verdicts:
             return None
-        return cls(case, seed, {s: verdicts[s] for s in ordered_sections(verdicts)}, cache_key)
+        return cls(case, seed, {s: verdicts[s] for s in ordered_sections(verdicts)}, cache_key, image_sha256)
 
     def to_json(self) -> dict[str, Any]:
         document: dict[str, Any] = {"case": self.case, "seed": self.seed, "cache_key": self.cache_key}
+        if self.image_sha256 is not None:
+            document["image_sha256"] = self.image_sha256
         for section in ordered_sections({*self.verdicts, *BASELINE_NULL_SECTIONS}):
             verdict = self.verdicts.get(section)
             document[section] = None if verdict is None else baseline_section(section, verdict, DIGITS)
@@ -105,10 +118,11 @@ class ItemScores:
             seed=entry.get("seed", whole(0, 2**64 - 1)),
             verdicts=verdicts,
             cache_key=entry.get("cache_key", optional(text()), None),
+            image_sha256=entry.get("image_sha256", optional(text()), None),
         )
 
 
-_ENTRY_FIELDS = {"case", "seed", "cache_key"}
+_ENTRY_FIELDS = {"case", "seed", "cache_key", "image_sha256"}
 
 
 @dataclass(frozen=True)
@@ -201,6 +215,8 @@ class Drift:
         """The table a regressed item prints (a line for the other statuses)."""
         if self.status == "new":
             return f"baseline {name!r}: new item ({self.note})"
+        if self.status == "nondeterministic":
+            return f"baseline {name!r}: nondeterministic, not a regression: {self.note}"
         before, after = self.before, self.after
         assert before is not None and after is not None
         problems = []
@@ -281,7 +297,29 @@ def classify(before: ItemScores | None, after: ItemScores, tolerance: float) -> 
         status = "improved"
     else:
         return drift
+    same_inputs = before.cache_key is not None and before.cache_key == after.cache_key
+    same_pixels = before.image_sha256 is not None and before.image_sha256 == after.image_sha256
+    if same_inputs and not same_pixels:
+        # Everything that decides the pixels is the same, so the move is the pipeline's nondeterminism (a GPU
+        # kernel, another batch size), not the prompt's or the model's. With the same pixels it is the judge's.
+        pixels = "its pixels differ" if before.image_sha256 and after.image_sha256 else "it was generated again"
+        moved = "its verdict changed" if _verdict_changed(before, after) else "its scores moved beyond the tolerance"
+        return Drift(
+            "nondeterministic",
+            tolerance,
+            before,
+            after,
+            note=f"the image's cache key is unchanged (same model, prompt, seed and settings) but {pixels}, and "
+            f"{moved} ({status} otherwise)",
+        )
     return Drift(status, tolerance, before, after)
+
+
+def _verdict_changed(before: ItemScores, after: ItemScores) -> bool:
+    return any(
+        section in before.verdicts and before.verdicts[section].passed != verdict.passed
+        for section, verdict in after.verdicts.items()
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -296,15 +334,19 @@ class BaselineFile:
     file: str  # the case file's path relative to the rootdir, as in its node ids
     entries: dict[str, ItemScores]  # by item_key
     environment: dict[str, str]
+    # Rate-gated cases' rates and score summaries, by case id (harness.reports.case_rates).
+    cases: dict[str, CaseRate] = field(default_factory=dict)
 
     def to_text(self) -> str:
-        document = {
+        document: dict[str, Any] = {
             "version": FORMAT_VERSION,
             "baseline": self.name,
             "file": self.file,
             "environment": self.environment,
             "items": {key: scores.to_json() for key, scores in self.entries.items()},
         }
+        if self.cases:  # absent otherwise: files saved before rates existed stay byte-identical
+            document["cases"] = {case: rate.to_json(DIGITS) for case, rate in sorted(self.cases.items())}
         return json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
 
@@ -361,7 +403,15 @@ def read_baseline_file(path: Path) -> BaselineFile:
                 raise ShapeError(f"items.{key}", f"an entry named {item_key(scores.case, scores.seed)!r}", key)
             entries[key] = scores
         environment: dict[str, str] | None = fields.get("environment", optional(mapping_of(text())), None)
-        return BaselineFile(fields.get("baseline", text()), fields.get("file", text()), entries, environment or {})
+        cases = {}
+        for key, value in fields.get("cases", mapping_of(any_value()), {}).items():
+            rate = CaseRate.from_json(value, f"cases.{key}")
+            if key != rate.case:
+                raise ShapeError(f"cases.{key}", f"an entry named {rate.case!r}", key)
+            cases[key] = rate
+        return BaselineFile(
+            fields.get("baseline", text()), fields.get("file", text()), entries, environment or {}, cases
+        )
     except JsonInputError as exc:
         raise BaselineError(f"{exc}; {fix}") from None
     except ShapeError as exc:
@@ -402,22 +452,27 @@ def save_baseline(
 
     ``case_seeds`` maps each case file to the item keys it defines now (None when it cannot be read):
     entries for cases or seeds deleted from the file are dropped, so baselines do not collect dead rows.
+    A rate-gated case that ran also stores its rate and score summaries (replacing the old ones).
     """
     from harness.common.json_input import ShapeError
-    from harness.reports.records import parse_record
+    from harness.reports.records import Record, parse_record
 
     by_file: dict[str, dict[str, ItemScores]] = {}
+    parsed: dict[str, list[Record]] = {}
     for record in records:
         try:
-            scores = parse_record(record).scores()
+            typed = parse_record(record)
         except ShapeError:  # a record this run made cannot be of the wrong shape; never save a guess
             continue
+        parsed.setdefault(typed.file, []).append(typed)
+        scores = typed.scores()
         if scores is not None:
-            by_file.setdefault(str(record["file"]), {})[item_key(scores.case, scores.seed)] = scores
+            by_file.setdefault(typed.file, {})[item_key(scores.case, scores.seed)] = scores
     added = updated = removed = 0
     for file, fresh in sorted(by_file.items()):
         path = baseline_path(root, name, file)
-        old = read_baseline_file(path).entries if path.is_file() else {}
+        old_file = read_baseline_file(path) if path.is_file() else None
+        old = old_file.entries if old_file is not None else {}
         keep = case_seeds.get(file)
         merged = {key: value for key, value in old.items() if keep is None or key in keep}
         removed += len(old) - len(merged)
@@ -427,5 +482,13 @@ def save_baseline(
             else:
                 added += 1
             merged[key] = scores
-        atomic_write_text(path, BaselineFile(name, file, dict(sorted(merged.items())), environment).to_text())
+        ran = {record.case for record in parsed[file]}
+        kept_cases = None if keep is None else {key.rsplit("[", 1)[0] for key in keep}
+        cases = {
+            case: rate
+            for case, rate in (old_file.cases if old_file is not None else {}).items()
+            if case not in ran and (kept_cases is None or case in kept_cases)
+        }
+        cases.update({rate.case: rate for rate in case_rates(parsed[file]) if rate.min_pass_rate is not None})
+        atomic_write_text(path, BaselineFile(name, file, dict(sorted(merged.items())), environment, cases).to_text())
     return SaveSummary(root / BASELINES_DIR / name, len(by_file), added, updated, removed)

@@ -67,6 +67,9 @@ class Record:
     fault: str | None = None
     cached: bool = False
     cache_key: str | None = None
+    image_sha256: str | None = None
+    min_pass_rate: float | None = None
+    case_outcome: str | None = None
     timings: dict[str, float] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
     baseline: BaselineNote | None = None
@@ -80,7 +83,7 @@ class Record:
     def scores(self) -> ItemScores | None:
         from harness.reports.baseline import ItemScores
 
-        return ItemScores.of(self.case, self.seed, self.cache_key, self.verdicts)
+        return ItemScores.of(self.case, self.seed, self.cache_key, self.verdicts, self.image_sha256)
 
     def with_image(self, image: str | None) -> Record:
         return replace(self, image=image, raw={**self.raw, "image": image})
@@ -116,6 +119,9 @@ def parse_record(raw: Any) -> Record:
         fault=fields.get("fault", optional(text()), None),
         cached=fields.get("cached", boolean(), False),
         cache_key=fields.get("cache_key", optional(text()), None),
+        image_sha256=fields.get("image_sha256", optional(text()), None),
+        min_pass_rate=fields.get("min_pass_rate", optional(number(0, 1)), None),
+        case_outcome=fields.get("case_outcome", optional(text()), None),
         timings=fields.get("timings", mapping_of(number(0)), {}),
         warnings=fields.get("warnings", list_of(text()), ()),
         baseline=fields.get("baseline", optional(obj(_baseline, "an object with name and status")), None),

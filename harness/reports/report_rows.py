@@ -14,6 +14,7 @@ from typing import Any
 from harness.common.json_input import shown
 from harness.judging.formats import judge_columns
 from harness.judging.judge import Verdict
+from harness.reports.case_rates import CaseRate, case_rates, percent
 from harness.reports.markup import Markup, href, html, join
 from harness.reports.records import Record, Refusal
 from harness.reports.run_images import ImageRefused, RunImage, run_image
@@ -27,6 +28,7 @@ GRID_THUMB_PX = 96
 GRID_QUALITY = 75
 RECORD_PROPERTY = "t2i_record"
 ENVIRONMENT_PROPERTY = "t2i_environment"
+CASE_DRIFT_PROPERTY = "t2i_case_baseline"  # a rate-gated case's comparison with the baseline
 
 # A row's columns: these, one per judge, then the timings.
 LEADING_COLUMNS = ("Image", "Prompt", "Negative prompt", "Seed", "Steps", "Guidance", "Size")
@@ -42,11 +44,9 @@ def judge_columns_of(records: list[Record]) -> list[tuple[str, str]]:
     return judge_columns(record.verdicts for record in records)
 
 
-def record_of(report: Any) -> dict[str, Any] | None:
-    for name, value in getattr(report, "user_properties", ()):
-        if name == RECORD_PROPERTY:
-            return value
-    return None
+def records_of(report: Any) -> list[dict[str, Any]]:
+    """The records an item's report carries: one per seed it ran (several for a rate-gated case)."""
+    return [value for name, value in getattr(report, "user_properties", ()) if name == RECORD_PROPERTY]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -179,3 +179,70 @@ def refusals_html(refusals: list[Refusal]) -> Markup:
         len(refusals),
         items,
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# A rate-gated case: one pytest item, one row, every seed's image and verdicts in it.
+
+
+def rate_line(rate: CaseRate) -> Markup:
+    """'6 of 8 seeds passed (75%, 95% interval 41%-93%); needs 75%', with the unstable mark."""
+    gate = html("; needs {}", percent(rate.min_pass_rate)) if rate.min_pass_rate is not None else Markup()
+    unstable = html(' <span class="t2i-unstable">unstable</span>') if rate.unstable else Markup()
+    return html('<div class="t2i-rate">{}{}{}</div>', rate.describe(), gate, unstable)
+
+
+def score_summaries(rate: CaseRate, section: str) -> Markup:
+    """A judge's scores over the case's seeds: mean and 95% interval, one row per score."""
+    rows = []
+    for summary in rate.scores.get(section, {}).values():
+        interval = summary.interval
+        shown = html("[{:.4f}, {:.4f}]", *interval) if interval is not None else html("(one seed)")
+        rows.append(html("<tr><td>{:.4f}</td><td>{}</td><td>mean {}</td></tr>", summary.mean, shown, summary.label))
+    return html('<table class="t2i-means">{}</table>', join(rows)) if rows else Markup()
+
+
+def case_row_cells(entries: list[Entry], sections: list[str]) -> list[Markup]:
+    """The report's cells for a rate-gated case's item: its seeds' images (each bordered by its own verdict),
+    the rate with its interval, each judge's means, and each seed's tables folded under them."""
+    records = [entry.record for entry in entries]
+    rates = case_rates(records)  # none when every seed was skipped
+    rate = rates[0] if rates else None
+    images = join(
+        html(
+            '<figure class="t2i-seed t2i-seed-{}">{}<figcaption>seed {}: {}</figcaption></figure>',
+            entry.record.outcome,
+            image_cell(entry),
+            entry.record.seed,
+            entry.record.outcome,
+        )
+        for entry in entries
+    )
+    cells = row_cells(entries[0], sections)
+    seeds = html("{} seeds", len(records))
+    if rate is not None:
+        seeds = html("{}{}", seeds, rate_line(rate))
+    judges = []
+    for index, section in enumerate(sections):
+        per_seed = join(
+            html("<div>seed {}</div>{}", record.seed, verdict_table(section, record.verdicts.get(section)))
+            for record in records
+            if section in record.verdicts
+        )
+        summary = score_summaries(rate, section) if rate is not None else Markup()
+        folded = html("<details><summary>per seed</summary>{}</details>", per_seed) if per_seed else Markup()
+        judges.append(html("{}{}", summary, folded) if per_seed else cells[len(LEADING_COLUMNS) + index])
+    totals: dict[str, float] = {}
+    for record in records:
+        for name, seconds in record.timings.items():
+            totals[name] = totals.get(name, 0.0) + seconds
+    timings = join((html("{} {:.3f}", name, seconds) for name, seconds in totals.items()), "<br/>")
+    return [
+        images,
+        cells[1],
+        cells[2],
+        seeds,
+        *cells[4 : len(LEADING_COLUMNS)],
+        *judges,
+        html("{}<div>(all seeds)</div>", timings),
+    ]

@@ -41,7 +41,11 @@ class ItemRecord:
     fault: str | None = None
     cached: bool = False  # the image came from the image cache
     cache_key: str | None = None
-    outcome: str = "pending"
+    image_sha256: str | None = None  # the pixels' digest: with an unchanged cache_key, a change is nondeterminism
+    outcome: str = "pending"  # for a seed of a rate-gated case: the seed's own checks (passed, failed, error)
+    # A rate-gated case (harness.reports.case_rates): its gate, and the case item's outcome, on each seed's record.
+    min_pass_rate: float | None = None
+    case_outcome: str | None = None
     timings: dict[str, float] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)  # e.g. a prompt the text encoder truncates
     baseline: dict[str, Any] | None = (
@@ -63,6 +67,7 @@ class ItemRecord:
             width=case.width,
             height=case.height,
             tags=list(case.tags),
+            min_pass_rate=case.min_pass_rate,
             sections=tuple(ordered_sections({*sections, *case.checks})),
         )
 
@@ -99,25 +104,54 @@ class ResultsWriter:
     same bytes as ``json.dumps(document, indent=2)``.
     """
 
-    def __init__(self, report_dir: Path, records: dict[str, dict[str, Any]] | None = None) -> None:
+    def __init__(
+        self,
+        report_dir: Path,
+        records: dict[str, dict[str, Any]] | None = None,
+        case_drifts: dict[tuple[str, str], dict[str, Any]] | None = None,
+    ) -> None:
         self.path = report_dir / RESULTS_FILE
         # By node id, in the order items first finished: an item run again (pytest-rerunfailures)
         # replaces its record. The caller may pass its own dict (the report's summary reads the same one),
         # so that an interrupt can never leave the two describing different items.
         self.records: dict[str, dict[str, Any]] = records if records is not None else {}
         self._encoded: dict[str, tuple[dict[str, Any], str]] = {}  # id -> (the record encoded, its encoding)
+        # A rate-gated case's comparison with the baseline, by (file, case): it belongs to no one seed's record.
+        self.case_drifts: dict[tuple[str, str], dict[str, Any]] = case_drifts if case_drifts is not None else {}
+        # The `cases` list: each case summarised again only when one of its records changed.
+        self._case_ids: dict[tuple[str, str], dict[str, None]] = {}
+        self._case_encoded: dict[tuple[str, str], str | None] = {}
 
     def add(self, record: dict[str, Any]) -> None:
-        self.records[str(record["id"])] = record
+        record_id = str(record["id"])
+        self.records[record_id] = record
+        key = (str(record.get("file")), str(record.get("case")))
+        self._case_ids.setdefault(key, {})[record_id] = None
+        self._case_encoded.pop(key, None)
 
     def text(self, environment: dict[str, str]) -> str:
         encoded = [self._encoding(key, record) for key, record in self.records.items()]
         results = "[\n" + ",\n".join(encoded) + "\n  ]" if encoded else "[]"
+        case_entries = [entry for entry in map(self._case_encoding, self._case_ids) if entry is not None]
+        cases = "[\n" + ",\n".join(case_entries) + "\n  ]" if case_entries else "[]"
         return (
             f'{{\n  "version": {_dumps(FORMAT_VERSION)},\n'
             f'  "environment": {_indented(_dumps(environment), "  ", first=False)},\n'
-            f'  "results": {results}\n}}\n'
+            f'  "results": {results},\n'
+            f'  "cases": {cases}\n}}\n'
         )
+
+    def cases(self) -> list[dict[str, Any]]:
+        """The `cases` list: one entry per case with a seed that ran (harness.reports.case_rates)."""
+        return [json.loads(entry) for entry in map(self._case_encoding, self._case_ids) if entry is not None]
+
+    def _case_encoding(self, key: tuple[str, str]) -> str | None:
+        if key not in self._case_encoded:
+            from harness.reports.case_rates import case_entry
+
+            entry = case_entry([self.records[i] for i in self._case_ids[key]], self.case_drifts.get(key))
+            self._case_encoded[key] = None if entry is None else _indented(_dumps(entry), "    ")
+        return self._case_encoded[key]
 
     def _encoding(self, key: str, record: dict[str, Any]) -> str:
         cached = self._encoded.get(key)

@@ -9,9 +9,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from harness.judging.formats import ordered_sections
 from harness.reports.markup import Markup, html, join
 
 if TYPE_CHECKING:
+    from harness.reports.case_rates import ScoreSummary
     from harness.reports.records import Record
     from harness.reports.report_rows import Entry
 
@@ -81,6 +83,13 @@ _STYLE = """
 .t2i-dot { display: inline-block; width: 10px; height: 10px; margin-right: 2px; }
 .t2i-bg-passed { background: #2e7d32; } .t2i-bg-failed { background: #c62828; }
 .t2i-bg-xfailed { background: #ef8c00; } .t2i-bg-skipped { background: #9e9e9e; }
+#t2i-only-unstable:checked ~ #t2i-by-case tr.t2i-stable-case { display: none; }
+.t2i-case-passed { color: #2e7d32; } .t2i-case-failed { color: #c62828; font-weight: bold; }
+.t2i-unstable { background: #ef8c00; color: #fff; padding: 0 4px; }
+figure.t2i-seed { display: inline-block; margin: 2px; border: 3px solid #999; font-size: 10px; }
+figure.t2i-seed-passed { border-color: #2e7d32; }
+figure.t2i-seed-failed, figure.t2i-seed-error { border-color: #c62828; }
+figure.t2i-seed img.t2i-thumb { width: 96px; height: 96px; display: block; }
 """
 
 
@@ -109,6 +118,7 @@ def summary_html(entries: list[Entry]) -> Markup:
             total.xfailed,
             total.skipped,
         ),
+        _case_totals(records),
         _baseline_line(records),
         _tally_table("t2i-by-file", "File", tallies(records, lambda r: [r.file])),
         _tally_table("t2i-by-tag", "Tag", dict(sorted(tallies(records, lambda r: r.tags).items()))),
@@ -117,6 +127,34 @@ def summary_html(entries: list[Entry]) -> Markup:
         Markup("</section>"),
     ]
     return join((part for part in parts if part), "\n")
+
+
+def _case_totals(records: list[Record]) -> Markup:
+    """Cases, as pytest counted them for rate-gated ones: passed, failed, unstable (seeds disagree)."""
+    from harness.reports.case_rates import case_passed, case_rates
+
+    rates = case_rates(records)
+    if not rates:
+        return Markup()
+    by_case: dict[tuple[str, str], list[Record]] = {}
+    for record in records:
+        by_case.setdefault((record.file, record.case), []).append(record)
+    passed = sum(case_passed(rate, by_case[rate.key]) for rate in rates)
+    unstable = sum(rate.unstable for rate in rates)
+    gated = sum(rate.min_pass_rate is not None for rate in rates)
+    return html(
+        '<p id="t2i-case-totals" data-cases="{}" data-passed="{}" data-unstable="{}" data-gated="{}">{} cases run: '
+        "{} passed, {} failed; {} unstable (their seeds disagree); {} judged by pass rate (min_pass_rate).</p>",
+        len(rates),
+        passed,
+        unstable,
+        gated,
+        len(rates),
+        passed,
+        len(rates) - passed,
+        unstable,
+        gated,
+    )
 
 
 def _baseline_line(records: list[Record]) -> Markup:
@@ -147,41 +185,100 @@ def _tally_table(table_id: str, what: str, groups: dict[Any, Tally]) -> Markup:
 
 
 def _case_table(records: list[Record]) -> Markup:
+    """Per case: the pass rate over its seeds with its 95% interval, its gate and verdict, each judge's main
+    score as a mean with its interval, and a dot per seed. A checkbox (CSS only, no script) shows only the
+    unstable cases: those whose seeds disagree."""
+    from harness.reports.case_rates import case_passed, case_rates, percent
+
     by_case: dict[tuple[str, str], list[Record]] = {}
     for record in records:
         by_case.setdefault((record.file, record.case), []).append(record)
+    rates = {rate.key: rate for rate in case_rates(records)}
+    headers: dict[tuple[str, str], str] = {}  # (section, score name) -> its label
+    for found in rates.values():
+        for section, name, summary in found.main_scores():
+            headers.setdefault((section, name), summary.label)
+    order = {section: index for index, section in enumerate(ordered_sections({s for s, _ in headers}))}
+    main_scores = sorted(headers, key=lambda key: (order[key[0]], key[1]))
     rows = []
     for (file, case), items in by_case.items():
-        tally = Tally()
-        for record in items:
-            tally.add(record)
+        rate = rates.get((file, case))
         dots = join(
             html('<span class="t2i-dot t2i-bg-{}" title="seed {}: {}"></span>', outcome_group(r), r.seed, r.outcome)
             for r in items
         )
+        if rate is None:  # every seed skipped
+            cells = [
+                html(
+                    '<td class="num">0</td><td class="num">0</td><td>-</td><td>-</td><td></td><td>not run</td><td></td>'
+                )
+            ]
+            means = [html("<td></td>") for _ in main_scores]
+            unstable = False
+        else:
+            low, high = rate.interval
+            gate = percent(rate.min_pass_rate) if rate.min_pass_rate is not None else "every seed"
+            verdict = "passed" if case_passed(rate, items) else "failed"
+            cells = [
+                html(
+                    '<td class="num">{}</td><td class="num">{}</td><td class="num">{}</td>'
+                    '<td class="num">{}-{}</td><td>{}</td><td class="t2i-case-{}">{}</td>'
+                    "<td>{}</td>",
+                    rate.seeds_passed,
+                    rate.seeds_run,
+                    percent(rate.pass_rate or 0.0),
+                    percent(low),
+                    percent(high),
+                    gate,
+                    verdict,
+                    verdict,
+                    "unstable" if rate.unstable else "",
+                )
+            ]
+            summaries = {(section, name): summary for section, name, summary in rate.main_scores()}
+            means = [_mean_cell(summaries.get(key)) for key in main_scores]
+            unstable = rate.unstable
         rows.append(
             html(
-                '<tr data-key="{}::{}"><td>{}</td><td>{}</td><td class="num">{}</td><td class="num">{}</td>'
-                '<td class="num">{}</td><td>{}</td></tr>',
+                '<tr data-key="{}::{}" class="{}"><td>{}</td><td>{}</td>{}{}<td>{}</td></tr>',
                 file,
                 case,
+                "t2i-unstable-case" if unstable else "t2i-stable-case",
                 file,
                 case,
-                tally.passed,
-                tally.run,
-                tally.rate,
+                join(cells),
+                join(means),
                 dots,
             )
         )
-    head = join(html("<th>{}</th>", h) for h in ("File", "Case", "Seeds passed", "Seeds run", "Pass rate", "Per seed"))
+    head = join(
+        html("<th>{}</th>", h)
+        for h in (
+            "File", "Case", "Seeds passed", "Seeds run", "Pass rate", "95% interval", "Gate", "Verdict", "Unstable",
+            *(f"mean {headers[key]}" for key in main_scores), "Per seed",
+        )
+    )  # fmt: skip
+    unstable_count = sum(rate.unstable for rate in rates.values())
     return html(
-        '<details{}><summary>Per case, across seeds ({} cases)</summary><table id="t2i-by-case"><thead><tr>{}</tr>'
-        "</thead><tbody>{}</tbody></table></details>",
+        "<details{}><summary>Per case, across seeds ({} cases, {} unstable)</summary>"
+        '<input type="checkbox" id="t2i-only-unstable"/><label for="t2i-only-unstable"> show only unstable cases '
+        "(seeds disagree)</label>"
+        '<table id="t2i-by-case"><thead><tr>{}</tr></thead><tbody>{}</tbody></table></details>',
         Markup(" open") if len(rows) <= OPEN_UP_TO else Markup(),
         len(rows),
+        unstable_count,
         head,
         join(rows),
     )
+
+
+def _mean_cell(summary: ScoreSummary | None) -> Markup:
+    if summary is None:
+        return html("<td></td>")
+    interval = summary.interval
+    if interval is None:
+        return html('<td class="num">{:.3f}</td>', summary.mean)
+    return html('<td class="num">{:.3f} [{:.3f}, {:.3f}]</td>', summary.mean, *interval)
 
 
 def _grid(entries: list[Entry]) -> Markup:

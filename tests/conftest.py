@@ -13,8 +13,10 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     # gain nothing from intra-op threads anyway. Subprocesses of the tests inherit it.
     os.environ.setdefault("OMP_NUM_THREADS", "1")
 
+import json
 import textwrap
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -183,3 +185,64 @@ def _harness_ran_once(tiny_models: TinyModels) -> None:
     load_local_tokenizer(str(tiny_models.clip_dir), None)
     gc.collect()
     gc.freeze()
+
+
+# Seeds of the pass-rate tests' cases (tests/test_seed_rates.py): the tiny CLIP's intended-label probability
+# differs from seed to seed, so a `min_prob` between two seeds' values makes exactly k of them pass.
+SEEDS = 8
+_PROBED: dict[str, list[float]] = {}  # per process (one per xdist worker): the first run's probabilities
+
+
+def rate_case(
+    labels: Labels,
+    case_id: str,
+    *,
+    min_prob: float | None = None,
+    min_pass_rate: float | None = None,
+    extra: str = "",
+) -> str:
+    """One case of the calibration prompt at seeds 0-7 (a YAML list item, for case_yaml)."""
+    clip = f'{{expect: "{labels.winner}", distractors: ["{labels.loser}"]'
+    clip += f", min_prob: {min_prob!r}}}" if min_prob is not None else "}"
+    lines = [f"- id: {case_id}", f'  prompt: "{labels.prompt}"', f"  seeds: {SEEDS}", f"  clip: {clip}"]
+    if min_pass_rate is not None:
+        lines.append(f"  min_pass_rate: {min_pass_rate!r}")
+    return "\n".join(lines) + "\n" + extra
+
+
+def threshold_for(probs: list[float], passing: int) -> float:
+    """A min_prob that exactly ``passing`` of the seeds reach: halfway between two neighbouring probabilities."""
+    ranked = sorted(probs, reverse=True)
+    if passing == 0:
+        return (ranked[0] + 1) / 2
+    if passing == len(ranked):
+        return ranked[-1] / 2
+    return (ranked[passing - 1] + ranked[passing]) / 2
+
+
+@pytest.fixture(scope="session")
+def shared_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("rate-cache")
+
+
+@pytest.fixture
+def run_args(model_args: list[str], shared_cache: Path) -> list[str]:
+    return [*model_args, f"--t2i-cache-dir={shared_cache}"]
+
+
+@pytest.fixture
+def seed_probs(pytester: pytest.Pytester, run_args: list[str], clip_labels: Labels) -> list[float]:
+    """The intended label's CLIP probability at seeds 0-7, as the harness computed it (and cached its inputs)."""
+    if "probs" not in _PROBED:
+        probe = pytester.path / "probe"
+        probe.mkdir()
+        (probe / "probe.yaml").write_text(case_yaml(rate_case(clip_labels, "probe")))
+        pytester.runpytest("probe/probe.yaml", "--t2i-report-dir=probe/reports", *run_args).assert_outcomes(
+            passed=SEEDS
+        )
+        records = json.loads((probe / "reports/results.json").read_text())["results"]
+        _PROBED["probs"] = [r["clip"]["probs"][0] for r in sorted(records, key=lambda r: r["seed"])]
+        (probe / "probe.yaml").unlink()  # so that a test's run of its whole folder does not collect it
+    probs = _PROBED["probs"]
+    assert len(set(probs)) == SEEDS, probs  # the seeds' scores differ, which is what the thresholds need
+    return probs

@@ -17,7 +17,7 @@ import pytest
 from test_compare import _two_runs
 from test_hostile_inputs import malicious_run, markup, record, write_run
 
-from conftest import Labels, case_yaml
+from conftest import SEEDS, Labels, case_yaml, rate_case, threshold_for
 from harness.__main__ import main
 
 pytestmark = pytest.mark.browser
@@ -307,3 +307,54 @@ def test_compare_and_merge_pages_of_a_malicious_results_json_in_chromium(
             assert strings[field] in text, (command, field)
         assert len(_image_widths(page)) > 0 and all(w > 0 for w in _image_widths(page))  # the images it kept load
         page.close()
+
+
+def test_report_html_in_chromium_shows_rates_and_filters_unstable_cases(
+    pytester: pytest.Pytester,
+    run_args: list[str],
+    clip_labels: Labels,
+    seed_probs: list[float],
+    chromium: Any,
+    tmp_path: Path,
+) -> None:
+    five = threshold_for(seed_probs, 5)
+    pytester.makefile(
+        ".yaml",
+        suite=case_yaml(
+            rate_case(clip_labels, "unstable", min_prob=five, min_pass_rate=0.5)
+            + rate_case(clip_labels, "steady", min_prob=threshold_for(seed_probs, SEEDS), min_pass_rate=0.9)
+            + f'- id: plain\n  prompt: "{clip_labels.prompt}"\n  seeds: 2\n  clip: {clip_labels.passing}\n'
+        ),
+    )
+    result = pytester.runpytest("suite.yaml", "--html=reports/report.html", "--self-contained-html", *run_args)
+    result.assert_outcomes(passed=4)  # two rate-gated cases and two seeds of the plain one
+    page = _open(chromium, pytester.path / "reports/report.html")
+    page.wait_for_function("() => document.querySelectorAll('#results-table tbody.results-table-row').length === 4")
+    page.screenshot(path=str(tmp_path / "rates.png"), full_page=True)
+
+    totals = page.eval_on_selector("#t2i-case-totals", "el => ({...el.dataset})")
+    assert totals == {"cases": "3", "passed": "3", "unstable": "1", "gated": "2"}
+    by_case = _table(page, "#t2i-by-case")
+    assert by_case["suite.yaml::unstable"][2:9] == ["5", "8", "62.5%", "30.6%-86.3%", "50%", "passed", "unstable"]
+    assert by_case["suite.yaml::steady"][2:9] == ["8", "8", "100%", "67.6%-100%", "90%", "passed", ""]
+    assert by_case["suite.yaml::plain"][6:9] == ["every seed", "passed", ""]
+
+    def visible_cases() -> list[str]:
+        return page.eval_on_selector_all(
+            "#t2i-by-case > tbody > tr", "rows => rows.filter(r => r.offsetParent !== null).map(r => r.dataset.key)"
+        )
+
+    assert len(visible_cases()) == 3
+    page.check("#t2i-only-unstable")
+    assert visible_cases() == ["suite.yaml::unstable"]
+    page.uncheck("#t2i-only-unstable")
+    assert len(visible_cases()) == 3
+
+    # The rate-gated case's one row shows all 8 seeds' images, each bordered by its own verdict.
+    row = page.locator("#results-table tbody.results-table-row", has_text="suite.yaml::unstable")
+    captions = row.locator("figure.t2i-seed figcaption").all_inner_texts()
+    assert len(captions) == SEEDS and sum("passed" in c for c in captions) == 5
+    assert "5 of 8 seeds passed (62.5%, 95% interval 30.6%-86.3%); needs 50%" in row.inner_text()
+    assert all(0 < width <= 256 for width in _image_widths(page, "#results-table img"))
+    assert len(_image_widths(page, "#t2i-grid img")) == 2 * SEEDS + 2  # every seed's image in the grid
+    page.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -55,3 +56,27 @@ def test_readme_judge_example_runs_end_to_end(
     failing = pytester.runpytest("detail.yaml", *model_args)
     failing.assert_outcomes(failed=1)
     failing.stdout.fnmatch_lines([f"pixel standard deviation {score['value']:.4f}, at least 1 expected"])
+
+
+@pytest.mark.parametrize(
+    ("marker", "computed"),
+    [
+        ("guidance-table", lambda s: s.format_guidance_table(s.guidance_table())),
+        ("interval-table", lambda s: s.format_interval_table(s.interval_table())),
+    ],
+)
+def test_readme_seed_tables_are_what_the_code_computes(marker: str, computed: Any) -> None:
+    from harness.common import rate_statistics
+
+    block = re.search(rf"<!-- {marker} -->\n(.*?)<!-- /{marker} -->", README.read_text(encoding="utf-8"), re.S)
+    assert block is not None, f"the README has no {marker}"
+    assert block.group(1) == computed(rate_statistics)
+
+
+def test_readme_pass_rate_example_parses(tmp_path: Path) -> None:
+    block = re.search(r"## Pass rates over seeds\n.*?```yaml\n(.*?)```", README.read_text(encoding="utf-8"), re.S)
+    assert block is not None
+    path = tmp_path / "rates.yaml"
+    path.write_text(block.group(1), encoding="utf-8")
+    (case,) = load_case_file(path)
+    assert (case.seeds, case.min_pass_rate, case.rate_gated) == (tuple(range(16)), 0.75, True)

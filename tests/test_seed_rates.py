@@ -17,69 +17,13 @@ from typing import Any
 
 import pytest
 
-from conftest import Labels, case_yaml
+from conftest import SEEDS, Labels, case_yaml, rate_case, threshold_for
 from harness.judging.clip import clip_verdict
 from harness.reports.baseline import ItemScores, classify
 
-SEEDS = 8
 # Student's t quantile for a two-sided 95% interval with 7 degrees of freedom, from the printed tables.
 T_975_DF7 = 2.364624
 Z_975 = 1.959963984540054  # the normal quantile the Wilson interval uses
-_PROBED: dict[str, list[float]] = {}  # per process (one per xdist worker): the first run's probabilities
-
-
-def rate_case(
-    labels: Labels,
-    case_id: str,
-    *,
-    min_prob: float | None = None,
-    min_pass_rate: float | None = None,
-    extra: str = "",
-) -> str:
-    """One case of the calibration prompt at seeds 0-7 (a YAML list item, for case_yaml)."""
-    clip = f'{{expect: "{labels.winner}", distractors: ["{labels.loser}"]'
-    clip += f", min_prob: {min_prob!r}}}" if min_prob is not None else "}"
-    lines = [f"- id: {case_id}", f'  prompt: "{labels.prompt}"', f"  seeds: {SEEDS}", f"  clip: {clip}"]
-    if min_pass_rate is not None:
-        lines.append(f"  min_pass_rate: {min_pass_rate!r}")
-    return "\n".join(lines) + "\n" + extra
-
-
-def threshold_for(probs: list[float], passing: int) -> float:
-    """A min_prob that exactly ``passing`` of the seeds reach: halfway between two neighbouring probabilities."""
-    ranked = sorted(probs, reverse=True)
-    if passing == 0:
-        return (ranked[0] + 1) / 2
-    if passing == len(ranked):
-        return ranked[-1] / 2
-    return (ranked[passing - 1] + ranked[passing]) / 2
-
-
-@pytest.fixture(scope="session")
-def shared_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("rate-cache")
-
-
-@pytest.fixture
-def run_args(model_args: list[str], shared_cache: Path) -> list[str]:
-    return [*model_args, f"--t2i-cache-dir={shared_cache}"]
-
-
-@pytest.fixture
-def seed_probs(pytester: pytest.Pytester, run_args: list[str], clip_labels: Labels) -> list[float]:
-    """The intended label's CLIP probability at seeds 0-7, as the harness computed it (and cached its inputs)."""
-    if "probs" not in _PROBED:
-        probe = pytester.path / "probe"
-        probe.mkdir()
-        (probe / "probe.yaml").write_text(case_yaml(rate_case(clip_labels, "probe")))
-        pytester.runpytest("probe/probe.yaml", "--t2i-report-dir=probe/reports", *run_args).assert_outcomes(
-            passed=SEEDS
-        )
-        records = json.loads((probe / "reports/results.json").read_text())["results"]
-        _PROBED["probs"] = [r["clip"]["probs"][0] for r in sorted(records, key=lambda r: r["seed"])]
-    probs = _PROBED["probs"]
-    assert len(set(probs)) == SEEDS, probs  # the seeds' scores differ, which is what the thresholds need
-    return probs
 
 
 def results(pytester: pytest.Pytester, report_dir: str = "reports") -> dict[str, Any]:
@@ -194,41 +138,6 @@ def test_a_rate_gated_case_under_lf_k_m_and_x(
     assert [r["id"] for r in results(pytester)["results"]] == ["suite.yaml::plain[seed=1]"]
     # The node id runs one case.
     pytester.runpytest("suite.yaml::passes", *run_args).assert_outcomes(passed=1)
-
-
-def test_xdist_gives_the_serial_run_s_case_verdicts(
-    pytester: pytest.Pytester, run_args: list[str], clip_labels: Labels, seed_probs: list[float]
-) -> None:
-    min_prob = threshold_for(seed_probs, 6)
-    pytester.makefile(
-        ".yaml",
-        suite=case_yaml(
-            rate_case(clip_labels, "gated-pass", min_prob=min_prob, min_pass_rate=0.75)
-            + rate_case(clip_labels, "gated-fail", min_prob=min_prob, min_pass_rate=0.8)
-            + rate_case(clip_labels, "per-seed", min_prob=min_prob)
-        ),
-    )
-    serial = pytester.runpytest("suite.yaml", "--t2i-report-dir=serial", *run_args)
-    serial.assert_outcomes(passed=1 + 6, failed=1 + 2)
-    # The controller runs in this process; its two workers are processes of their own.
-    parallel = pytester.runpytest_inprocess("suite.yaml", "-n", "2", "--t2i-report-dir=parallel", *run_args)
-    parallel.assert_outcomes(passed=1 + 6, failed=1 + 2)
-
-    def verdicts(report_dir: str) -> list[tuple[Any, ...]]:
-        return sorted(
-            (c["case"], c["seeds_run"], c["seeds_passed"], c["passed"], c["unstable"])
-            for c in results(pytester, report_dir)["cases"]
-        )
-
-    assert (
-        verdicts("parallel")
-        == verdicts("serial")
-        == [
-            ("gated-fail", 8, 6, False, True),
-            ("gated-pass", 8, 6, True, True),
-            ("per-seed", 8, 6, False, True),
-        ]
-    )
 
 
 def test_baseline_rates_regress_beyond_chance_only(
@@ -348,3 +257,59 @@ def test_seeds_as_a_count_and_min_pass_rate_in_the_case_file(tmp_path: Path) -> 
         "suite.yaml:14: case 'text': 'min_pass_rate' must be a number in (0, 1], such as 0.75 (the share of the "
         "case's seeds whose checks must all pass); got the text '75%'",
     ]
+
+
+def test_a_rate_gated_case_s_seeds_share_pipeline_calls(
+    pytester: pytest.Pytester, model_args: list[str], clip_labels: Labels
+) -> None:
+    from test_cache_and_batching import CALL_COUNTER
+
+    pytester.makeconftest(CALL_COUNTER.replace("sorted(set(BATCHES))", "BATCHES"))
+    pytester.makefile(".yaml", suite=case_yaml(rate_case(clip_labels, "owl", min_pass_rate=0.5)))
+    result = pytester.runpytest("suite.yaml", "-s", "--t2i-no-cache", "--t2i-batch-size=3", *model_args)
+    result.assert_outcomes(passed=1)
+    # 8 seeds in calls of 3, 3 and 2 images; each call's UNet runs 2 steps on twice its images (guidance).
+    result.stdout.fnmatch_lines(["*UNET_BATCHES [[]6, 6, 6, 6, 4, 4[]]"])
+
+
+def test_compare_and_merge_show_case_rates_worst_first(
+    pytester: pytest.Pytester, run_args: list[str], clip_labels: Labels, seed_probs: list[float], capsys: Any
+) -> None:
+    from harness.__main__ import main
+
+    def run(report_dir: str, falls_to: int) -> None:
+        pytester.makefile(
+            ".yaml",
+            suite=case_yaml(
+                rate_case(clip_labels, "steady", min_prob=threshold_for(seed_probs, 6), min_pass_rate=0.5)
+                + rate_case(clip_labels, "falls", min_prob=threshold_for(seed_probs, falls_to), min_pass_rate=0.25)
+            ),
+        )
+        pytester.runpytest("suite.yaml", f"--t2i-report-dir={report_dir}", *run_args).assert_outcomes(passed=2)
+
+    run("before", SEEDS)
+    pytester.runpytest("suite.yaml", "--t2i-save-baseline=main", "--t2i-report-dir=saved", *run_args)
+    run("after", 2)
+    page = pytester.path / "compare.html"
+    for side_a in ("before", "baselines/main"):
+        capsys.readouterr()
+        assert main(["compare", str(pytester.path / side_a), str(pytester.path / "after"), "-o", str(page)]) == 0
+        out = capsys.readouterr().out
+        assert out.endswith(
+            "; 2 cases: 1 regressed, 0 improved, 1 unchanged, 0 not comparable, 0 only in A, 0 only in B\n"
+        )
+        text = page.read_text()
+        falls, steady = text.index('data-case-id="falls"'), text.index('data-case-id="steady"')
+        assert falls < steady  # worst first
+        row = text[falls : text.index("</tr>", falls)]
+        assert 'data-case-status="regressed"' in row and "0.0035" in row and "-75.0 pts" in row
+        assert "8 of 8 = 100% [67.6%, 100%]" in row and "2 of 8 = 25% [7.1%, 59.1%]" in row
+        # The baseline side knows the gate from its cases entries; a run side from its records.
+        assert row.count("needs 25%") == 2
+
+    assert (
+        main(["merge", str(pytester.path / "before"), str(pytester.path / "after"), "-o", str(pytester.path / "m")])
+        == 0
+    )
+    merged = results(pytester, "m")
+    assert sorted((c["case"], c["seeds_passed"]) for c in merged["cases"]) == [("falls", 2), ("steady", 6)]

@@ -8,11 +8,12 @@ import json
 import re
 import subprocess
 import sys
+from typing import Any
 
 import pytest
 from test_report import report_data
 
-from conftest import Labels, case_yaml
+from conftest import SEEDS, Labels, case_yaml, rate_case, threshold_for
 from harness.pytest_plugin.xdist_scheduling import case_scope
 
 
@@ -36,15 +37,25 @@ def test_case_scope_groups_seeds_of_a_case() -> None:
 
 
 def test_xdist_run_writes_complete_report_and_keeps_seeds_together(
-    pytester: pytest.Pytester, model_args: list[str], clip_labels: Labels
+    pytester: pytest.Pytester, model_args: list[str], clip_labels: Labels, seed_probs: list[float]
 ) -> None:
     two_files(pytester, clip_labels)
+    # Two rate-gated cases (one item each, 8 seeds): the same case verdicts as a serial run. (Here, not in a
+    # test of their own: every xdist run starts two worker processes that import torch, 10 s of CPU.)
+    min_prob = threshold_for(seed_probs, 6)
+    pytester.makefile(
+        ".yaml",
+        rates=case_yaml(
+            rate_case(clip_labels, "gated-pass", min_prob=min_prob, min_pass_rate=0.75)
+            + rate_case(clip_labels, "gated-fail", min_prob=min_prob, min_pass_rate=0.8)
+        ),
+    )
     # The controller runs in this process (it imports no torch with an explicit cpu device); its two
     # workers are processes of their own, as in any xdist run.
     result = pytester.runpytest_inprocess(
         "-n", "2", "-v", "--html=reports/report.html", "--self-contained-html", "--t2i-no-cache", *model_args
     )
-    result.assert_outcomes(passed=8)
+    result.assert_outcomes(passed=8 + 1, failed=1)
     workers: dict[str, set[str]] = {}
     for worker, case in re.findall(r"\[(gw\d)\] .*PASSED \S+::(\S+)\[seed=\d\]", result.stdout.str()):
         workers.setdefault(case, set()).add(worker)
@@ -52,20 +63,42 @@ def test_xdist_run_writes_complete_report_and_keeps_seeds_together(
     assert len({w for ws in workers.values() for w in ws}) == 2  # both workers did work
 
     document = json.loads((pytester.path / "reports/results.json").read_text())
-    assert len(document["results"]) == 8
-    assert {r["outcome"] for r in document["results"]} == {"passed"}
+    plain = [r for r in document["results"] if r["file"] != "rates.yaml"]
+    assert len(plain) == 8 and len(document["results"]) == 8 + 2 * SEEDS
+    assert {r["outcome"] for r in plain} == {"passed"}
     assert all((pytester.path / "reports" / r["image"]).is_file() for r in document["results"])
     assert document["environment"]["t2i pipeline"].endswith("sd-pipeline @ local dir")
     html = (pytester.path / "reports/report.html").read_text()
-    # One thumbnail per item in the table and one in the summary grid: 8 items, 16 images, no more, no less.
-    assert html.count("data:image/jpeg;base64,") == 16
+    # One thumbnail per record in the table and one in the summary grid, no more, no less.
+    assert html.count("data:image/jpeg;base64,") == 2 * len(document["results"])
     rows = [row for tests in report_data(html)["tests"].values() for row in tests]
-    assert len(rows) == 8
+    assert len(rows) == 8 + 2
     for record in document["results"]:
         assert html.count(f'href="{record["image"]}"') == 1, record["image"]  # its grid cell
+    for record in plain:
         (row,) = [row for row in rows if record["id"] in row["resultsTableRow"][1]]  # and its table row
         assert "".join(row["resultsTableRow"]).count(f'href="{record["image"]}"') == 1
     assert "sd-pipeline @ local dir" in html
+
+    serial = pytester.runpytest("rates.yaml", "--t2i-no-cache", "--t2i-report-dir=serial", *model_args)
+    serial.assert_outcomes(passed=1, failed=1)
+
+    def verdicts(report_dir: str) -> list[tuple[Any, ...]]:
+        cases = json.loads((pytester.path / report_dir / "results.json").read_text())["cases"]
+        return sorted(
+            (c["case"], c["seeds_run"], c["seeds_passed"], c["passed"], c["unstable"])
+            for c in cases
+            if c["file"] == "rates.yaml"
+        )
+
+    assert (
+        verdicts("reports")
+        == verdicts("serial")
+        == [
+            ("gated-fail", SEEDS, 6, False, True),
+            ("gated-pass", SEEDS, 6, True, True),
+        ]
+    )
 
 
 def test_merge_shards_into_one_report(pytester: pytest.Pytester, model_args: list[str], clip_labels: Labels) -> None:

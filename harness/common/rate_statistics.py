@@ -375,3 +375,20 @@ def format_guidance_table(
     for before, after, seeds in rows:
         lines.append(f"| {_percent(before)} | {_percent(after)} | {'—' if seeds is None else seeds} |")
     return "\n".join(lines) + "\n"
+
+
+def interval_table(
+    seeds: Sequence[int] = (4, 8, 16, 32, 64), shares: Sequence[float] = (1.0, 0.75)
+) -> list[tuple[int, list[tuple[int, float, float]]]]:
+    """For each seed count: (passed, low, high) of the 95% Wilson interval at each observed share."""
+    return [(n, [(round(share * n), *wilson_interval(round(share * n), n)) for share in shares]) for n in seeds]
+
+
+def format_interval_table(rows: Sequence[tuple[int, list[tuple[int, float, float]]]]) -> str:
+    """A Markdown table: seeds per run, then 'passed of N: [low, high]' per observed share."""
+    header = " | ".join(f"{_percent(passed / rows[0][0])} passed: 95% interval" for passed, _, _ in rows[0][1])
+    lines = [f"| seeds per run | {header} |", "|---" * (1 + len(rows[0][1])) + "|"]
+    for n, cells in rows:
+        shown = [f"{passed} of {n}: {low:.0%}-{high:.0%}" for passed, low, high in cells]
+        lines.append(f"| {n} | " + " | ".join(shown) + " |")
+    return "\n".join(lines) + "\n"

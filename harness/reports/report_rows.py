@@ -237,6 +237,9 @@ def case_row_cells(entries: list[Entry], sections: list[str]) -> list[Markup]:
         for name, seconds in record.timings.items():
             totals[name] = totals.get(name, 0.0) + seconds
     timings = join((html("{} {:.3f}", name, seconds) for name, seconds in totals.items()), "<br/>")
+    cached = sum(record.cached for record in records)
+    if cached:
+        timings = html('<div class="t2i-cached">{} of {} images from cache</div>{}', cached, len(records), timings)
     return [
         images,
         cells[1],

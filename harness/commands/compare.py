@@ -156,15 +156,20 @@ class Row:
 
     @property
     def status(self) -> str:
-        if self.a is None:
-            return "only in B"
-        if self.b is None:
-            return "only in A"
-        if self.drift is None:
-            return "not scored"
-        if self.drift.status == "new":
-            return "not comparable"  # the labels changed
-        return self.drift.status
+        return _row_status(self.a, self.b, self.drift)
+
+
+def _row_status(a: object, b: object, drift: Drift | CaseDrift | None) -> str:
+    """An item's or a case's status on the page: its drift's, or why it has none."""
+    if a is None:
+        return "only in B"
+    if b is None:
+        return "only in A"
+    if drift is None:
+        return "not scored"
+    if drift.status == "new":
+        return "not comparable"  # the checks changed (CLIP's labels, say)
+    return drift.status
 
 
 @dataclass(frozen=True)
@@ -178,12 +183,7 @@ class CaseRow:
 
     @property
     def status(self) -> str:
-        if self.a is None:
-            return "only in B"
-        if self.b is None:
-            return "only in A"
-        assert self.drift is not None
-        return "not comparable" if self.drift.status == "new" else self.drift.status
+        return _row_status(self.a, self.b, self.drift)
 
 
 @dataclass

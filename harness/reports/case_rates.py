@@ -65,27 +65,22 @@ class ScoreSummary:
         return None if self.low is None or self.high is None else (self.low, self.high)
 
     def to_json(self, digits: int | None = None) -> dict[str, Any]:
-        def shown(value: float | None) -> float | None:
-            return value if value is None or digits is None else round(value, digits)
-
         interval = self.interval
         return {
             "label": self.label,
             "better": self.better,
             "gated": self.gated,
             "n": self.n,
-            "mean": shown(self.mean),
-            "interval": None if interval is None else [shown(interval[0]), shown(interval[1])],
+            "mean": _rounded(self.mean, digits),
+            "interval": None if interval is None else [_rounded(interval[0], digits), _rounded(interval[1], digits)],
         }
 
     @classmethod
     def from_json(cls, fields: Any) -> ScoreSummary:
-        from harness.common.json_input import boolean, list_of, number, optional, text, whole
+        from harness.common.json_input import ShapeError, boolean, list_of, number, optional, text, whole
 
         interval = fields.get("interval", optional(list_of(number())), None)
         if interval is not None and len(interval) != 2:
-            from harness.common.json_input import ShapeError
-
             raise ShapeError(fields.field("interval"), "[low, high] or null", interval)
         return cls(
             label=fields.get("label", text()),
@@ -155,18 +150,13 @@ class CaseRate:
     def to_json(self, digits: int | None = None) -> dict[str, Any]:
         """The rate and summaries; results.json's case entry adds its verdict, a baseline stores this as it is."""
         low, high = self.interval
-        rate = self.pass_rate
-
-        def shown(value: float | None) -> float | None:
-            return value if value is None or digits is None else round(value, digits)
-
         return {
             "file": self.file,
             "case": self.case,
             "seeds_run": self.seeds_run,
             "seeds_passed": self.seeds_passed,
-            "pass_rate": shown(rate),
-            "interval": [shown(low), shown(high)],
+            "pass_rate": _rounded(self.pass_rate, digits),
+            "interval": [_rounded(low, digits), _rounded(high, digits)],
             "min_pass_rate": self.min_pass_rate,
             "unstable": self.unstable,
             "scores": {
@@ -196,6 +186,11 @@ class CaseRate:
             scores=fields.get("scores", mapping_of(mapping_of(summary)), {}),
             comparable=fields.get("comparable", mapping_of(optional(text())), {}),
         )
+
+
+def _rounded(value: float | None, digits: int | None) -> float | None:
+    """As it is, or rounded to ``digits`` (a baseline's 4: no churn in its diffs)."""
+    return value if value is None or digits is None else round(value, digits)
 
 
 def percent(share: float) -> str:
@@ -311,9 +306,13 @@ class CaseDrift:
             )
         for move in self.dropped:
             interval = move.after.interval
-            where = f" (95% interval up to {interval[1]:.4f})" if interval else ""
-            if move.after.better == "lower":
-                where = f" (95% interval from {interval[0]:.4f})" if interval else ""
+            where = ""
+            if interval is not None:  # the favourable end, which is still too far
+                where = (
+                    f" (95% interval from {interval[0]:.4f})"
+                    if move.after.better == "lower"
+                    else f" (95% interval up to {interval[1]:.4f})"
+                )
             lines.append(
                 f"baseline {name!r}: mean {move.after.label} went from {move.before.mean:.4f} to "
                 f"{move.after.mean:.4f}{where}, worse by more than the tolerance {self.tolerance:g} beyond its interval"

@@ -114,7 +114,7 @@ def test_item_of_cases_that_is_not_a_mapping(tmp_path: Path) -> None:
     text = "cases:\n" + GOOD_CASE + "  - just a prompt\n"
     assert problems(tmp_path, text) == [
         "suite.yaml:5: case #2: this item of 'cases' is the text 'just a prompt', not a mapping; a case is a "
-        "mapping with at least 'id', 'prompt' and 'clip'"
+        "mapping with at least 'id', 'prompt' and a check (such as 'clip:')"
     ]
 
 
@@ -242,7 +242,8 @@ def test_missing_clip_section_and_missing_expect(tmp_path: Path) -> None:
         """
     assert problems(tmp_path, text) == [
         "suite.yaml:2: case 'no-clip': missing 'clip' section: add 'clip:' with 'expect' (the label CLIP should "
-        "pick) and 'distractors' (labels it could confuse with it)",
+        "pick) and 'distractors' (labels it could confuse with it); a case needs at least one check, this one or "
+        "'resnet:'",
         "suite.yaml:6: case 'no-expect': missing 'clip.expect': the label CLIP should pick, e.g. expect: \"an owl\"",
         "suite.yaml:10: case 'clip-list': 'clip' must be a mapping with 'expect' and 'distractors', got a list",
     ]

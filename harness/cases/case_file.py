@@ -256,7 +256,14 @@ class _CaseFileParser:
                 self._problem(
                     line,
                     f"this item of 'cases' is {_kind(raw)}, not a mapping; a case is a mapping with at least "
-                    + _listed(["id", "prompt", *(s for s, judge in self.judges.items() if judge.required)]),
+                    + _listed(
+                        [
+                            "'id'",
+                            "'prompt'",
+                            *(f"'{s}'" for s, judge in self.judges.items() if judge.required),
+                            "a check (such as 'clip:')",
+                        ]
+                    ),
                     owner,
                 )
                 continue
@@ -632,6 +639,18 @@ class _CaseFileParser:
                 complete = False
             else:
                 checks[section] = check
+        if complete and not checks and self.judges:
+            # A case without a check would pass on any image: name the usual one, and the others it may use.
+            first = "clip" if "clip" in self.judges else next(iter(self.judges))
+            hint = self.judges[first].missing_hint or f"add {first}:"
+            others = [f"'{section}:'" for section in self.judges if section != first]
+            self._problem(
+                raw.line,
+                f"missing '{first}' section: {hint}"
+                + (f"; a case needs at least one check, this one or {', '.join(others)}" if others else ""),
+                owner,
+            )
+            return None
         return checks if complete else None
 
     def _reason(self, raw: YamlMap, key: str, owner: _Owner) -> str | None:
@@ -723,10 +742,9 @@ def _quote_hint(subject: str, value: Any, text: str | None) -> str:
     return f'{what}, but YAML reads {text} as {_kind(value)}; put it in quotes: "{text}"'
 
 
-def _listed(keys: list[str]) -> str:
-    """'id', 'prompt' and 'clip'"""
-    quoted = [f"'{key}'" for key in keys]
-    return quoted[0] if len(quoted) == 1 else ", ".join(quoted[:-1]) + " and " + quoted[-1]
+def _listed(parts: list[str]) -> str:
+    """'id', 'prompt' and a check"""
+    return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
 
 
 def _also_on(first_line: int, line: int) -> str:

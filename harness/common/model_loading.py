@@ -5,14 +5,18 @@ from __future__ import annotations
 import contextlib
 import os
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
     import torch
 
     from harness.pytest_plugin.options import Settings
+
+
+T = TypeVar("T")
 
 
 class MissingModelError(Exception):
@@ -130,6 +134,20 @@ def _hub_options(offline_reason: str | None) -> dict[str, Any]:
     # With the hub unreachable, a cached model loads from the cache alone: asking the hub first would
     # only add its retries (most of a minute) before falling back to the same files.
     return {"local_files_only": True} if offline_reason is not None else {}
+
+
+def load_pretrained(
+    role: str, ref: str, option: str, load: Callable[[dict[str, Any]], T], offline_reason: str | None = None
+) -> T:
+    """Load a model or processor by its real ``from_pretrained`` path, with the harness's errors and quiet.
+
+    For judges: ``load(hub_options)`` calls ``from_pretrained(ref, **hub_options)``. A model neither cached nor
+    downloadable raises MissingModelError, one paragraph naming ``role``, ``ref`` and ``option`` and how to fix it.
+    ``offline_reason`` (harness.pytest_plugin.availability.offline_reason_for): why the hub is unreachable, so
+    only the local cache is read; None to ask the hub as usual.
+    """
+    with _explain_missing(role, ref, option, offline_reason), _quiet_loading():
+        return load(_hub_options(offline_reason))
 
 
 def load_pipeline(settings: Settings, offline_reason: str | None = None) -> tuple[Any, ModelInfo]:

@@ -190,7 +190,8 @@ class ClipJudge(Judge[ClipCheck, ClipScorer]):
     title = "CLIP"
     fixture = "clip_scorer"
     keys = KEYS
-    required = True
+    # Not every case needs CLIP (a case of detector or VQA checks alone); a case with no check at all is refused.
+    required = False
     missing_hint = (
         "add 'clip:' with 'expect' (the label CLIP should pick) and 'distractors' (labels it could confuse with it)"
     )

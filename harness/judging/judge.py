@@ -143,12 +143,32 @@ class Judge(ABC, Generic[CheckT, ModelT]):
         return None
 
     def feature_length(self, model: ModelT) -> int | None:
-        """The length of one row, when known before computing it (the score cache checks it)."""
+        """The length of one row, when known before computing it (the score cache checks it).
+
+        A judge with a ``query`` is asked ``feature_length(model, query)``: its rows' length may depend on it.
+        """
         return None
+
+    def query(self, check: CheckT) -> Any:
+        """What of the case's check the rows depend on, for a judge whose forward reads it (a vision-language
+        model's questions, a detector's object names); None (the default): the rows depend on the image alone.
+
+        A JSON-able value (strings, numbers, lists). With one, ``features`` is called as
+        ``features(model, images, queries)`` with each image's query, the score cache keeps a row per image
+        and query, and rows may differ in length between images.
+        """
+        return None
+
+    @property
+    def has_query(self) -> bool:
+        return type(self).query is not Judge.query
 
     @abstractmethod
     def features(self, model: ModelT, images: Sequence[Image.Image]) -> Any:
-        """One row of floats per image, in one forward: a 2-D torch tensor or numpy array, or a list of lists."""
+        """One row of floats per image, in one forward: a 2-D torch tensor or numpy array, or a list of lists.
+
+        A judge with a ``query`` takes a third argument, ``queries``: one per image, in order.
+        """
 
     @abstractmethod
     def verdict(self, model: ModelT, check: CheckT, row: Any) -> Verdict:

@@ -408,7 +408,11 @@ class ScoredImages:
         if not waiting:
             return
         started = time.perf_counter()
-        batch = [ToScore(id(p), p.image, p.digest) for p in waiting]
+        judge = use.judge
+        batch = [
+            ToScore(id(p), p.image, p.digest, judge.query(p.item.case.checks[section]) if judge.has_query else None)
+            for p in waiting
+        ]
         rows, errors = score_rows(use.judge, use.model, use.cache_name, batch, self.scores, self.refresh)
         for pending in waiting:
             row = rows.get(id(pending))

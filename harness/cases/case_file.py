@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from harness.cases.yaml_source import YamlList, YamlMap, YamlSyntaxError, parse_yaml
+from harness.cases.yaml_source import YamlList, YamlMap, YamlSyntaxError, new_map, parse_yaml
 from harness.common.names import SAFE_NAME
 
 if TYPE_CHECKING:
@@ -626,6 +626,11 @@ class _CaseFileParser:
                     complete = False
                 continue
             mapping, line = raw[section], raw.key_lines[section]
+            if isinstance(mapping, YamlList) and judge.list_key:
+                # The short form: `objects: [...]` is `objects: {expect: [...]}`.
+                wrapped = new_map(line)
+                wrapped[judge.list_key], wrapped.key_lines[judge.list_key] = mapping, line
+                mapping = wrapped
             if not isinstance(mapping, YamlMap):
                 hint = f" with {' and '.join(repr(k) for k in judge.keys[:2])}" if judge.keys else ""
                 self._problem(line, f"'{section}' must be a mapping{hint}, got {_kind(mapping)}", owner)

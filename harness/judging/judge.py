@@ -104,6 +104,9 @@ class Judge(ABC, Generic[CheckT, ModelT]):
     fixture: ClassVar[str]  # the session fixture that returns the model passed to features() and verdict()
     keys: ClassVar[tuple[str, ...]] = ()  # the keys its section accepts (for near-miss suggestions)
     required: ClassVar[bool] = False  # every case must have the section
+    # A section written as a list stands for a mapping with the list under this key (`objects: [...]` is
+    # `objects: {expect: [...]}`); empty: the section must be a mapping.
+    list_key: ClassVar[str] = ""
     missing_hint: ClassVar[str] = ""  # for a required section: what to add
 
     def __init_subclass__(cls, **kwargs: Any) -> None:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from harness.judging.formats import ordered_sections
+from harness.reports.case_rates import percent
 from harness.reports.markup import Markup, html, join
 
 if TYPE_CHECKING:
@@ -123,6 +124,7 @@ def summary_html(entries: list[Entry]) -> Markup:
         _tally_table("t2i-by-file", "File", tallies(records, lambda r: [r.file])),
         _tally_table("t2i-by-tag", "Tag", dict(sorted(tallies(records, lambda r: r.tags).items()))),
         _case_table(records),
+        _agreement_table(records),
         _grid(entries),
         Markup("</section>"),
     ]
@@ -188,7 +190,7 @@ def _case_table(records: list[Record]) -> Markup:
     """Per case: the pass rate over its seeds with its 95% interval, its gate and verdict, each judge's main
     score as a mean with its interval, and a dot per seed. A checkbox (CSS only, no script) shows only the
     unstable cases: those whose seeds disagree."""
-    from harness.reports.case_rates import case_passed, case_rates, percent
+    from harness.reports.case_rates import case_passed, case_rates
 
     by_case: dict[tuple[str, str], list[Record]] = {}
     for record in records:
@@ -267,6 +269,75 @@ def _case_table(records: list[Record]) -> Markup:
         Markup(" open") if len(rows) <= OPEN_UP_TO else Markup(),
         len(rows),
         unstable_count,
+        head,
+        join(rows),
+    )
+
+
+def judge_agreement(records: Iterable[Record]) -> list[tuple[str, str, list[tuple[bool, bool]]]]:
+    """For each pair of judges that both gave a verdict on some image: (section a, section b, the pairs of
+    verdicts on those images), in column order."""
+    pairs: dict[tuple[str, str], list[tuple[bool, bool]]] = {}
+    for record in records:
+        sections = ordered_sections(record.verdicts)
+        for i, a in enumerate(sections):
+            for b in sections[i + 1 :]:
+                pairs.setdefault((a, b), []).append((record.verdicts[a].passed, record.verdicts[b].passed))
+    order = {section: index for index, section in enumerate(ordered_sections({s for pair in pairs for s in pair}))}
+    return [(a, b, found) for (a, b), found in sorted(pairs.items(), key=lambda p: (order[p[0][0]], order[p[0][1]]))]
+
+
+def _agreement_table(records: list[Record]) -> Markup:
+    """Where images were judged by more than one judge: how often each pair agrees, so that users see which judge
+    to trust for which kind of prompt."""
+    found = judge_agreement(records)
+    if not found:
+        return Markup()
+    titles: dict[str, str] = {}
+    for record in records:
+        for section, verdict in record.verdicts.items():
+            titles.setdefault(section, verdict.title)
+    rows = []
+    for a, b, verdicts in found:
+        agree = sum(x == y for x, y in verdicts)
+        both = sum(x and y for x, y in verdicts)
+        neither = sum(not x and not y for x, y in verdicts)
+        only_a = sum(x and not y for x, y in verdicts)
+        only_b = sum(y and not x for x, y in verdicts)
+        rows.append(
+            html(
+                '<tr data-key="{}/{}"><td>{} / {}</td><td class="num">{}</td><td class="num">{}</td>'
+                '<td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td>'
+                '<td class="num">{}</td></tr>',
+                a,
+                b,
+                titles[a],
+                titles[b],
+                len(verdicts),
+                agree,
+                percent(agree / len(verdicts)),
+                both,
+                neither,
+                only_a,
+                only_b,
+            )
+        )
+    head = join(
+        html("<th>{}</th>", h)
+        for h in (
+            "Judges A / B",
+            "Images",
+            "Agree",
+            "Agreement",
+            "Both pass",
+            "Both fail",
+            "Only A passes",
+            "Only B passes",
+        )
+    )
+    return html(
+        "<details open><summary>Judges that saw the same images: how often they agree</summary>"
+        '<table id="t2i-agreement"><thead><tr>{}</tr></thead><tbody>{}</tbody></table></details>',
         head,
         join(rows),
     )

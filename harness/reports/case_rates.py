@@ -103,7 +103,8 @@ class CaseRate:
     seeds_passed: int
     min_pass_rate: float | None = None  # the gate; None: every seed must pass
     scores: dict[str, dict[str, ScoreSummary]] = field(default_factory=dict)  # section -> score name -> summary
-    comparable: dict[str, str | None] = field(default_factory=dict)  # section -> the verdicts' comparison key
+    # section -> a digest of its verdicts' comparison key (CLIP's labels): rates under other labels do not compare
+    comparable: dict[str, str | None] = field(default_factory=dict)
 
     @property
     def key(self) -> tuple[str, str]:
@@ -206,7 +207,7 @@ def case_rate(file: str, case: str, seeds: Iterable[SeedResult], min_pass_rate: 
     comparable: dict[str, str | None] = {}
     for seed in seeds:
         for section, verdict in seed.verdicts.items():
-            comparable.setdefault(section, verdict.comparable)
+            comparable.setdefault(section, _comparison_key(verdict.comparable))
             for score in verdict.scores:
                 key = (section, score.name)
                 values.setdefault(key, []).append(score.value)
@@ -233,6 +234,13 @@ def case_rate(file: str, case: str, seeds: Iterable[SeedResult], min_pass_rate: 
         scores=scores,
         comparable={section: comparable[section] for section in ordered_sections(comparable)},
     )
+
+
+def _comparison_key(comparable: str | None) -> str | None:
+    """A short digest of a verdict's comparison key (CLIP's labels): baselines keep it, and it reads well in diffs."""
+    import hashlib
+
+    return None if comparable is None else hashlib.sha256(comparable.encode("utf-8", "surrogatepass")).hexdigest()[:16]
 
 
 def case_rates(records: Iterable[Record]) -> list[CaseRate]:

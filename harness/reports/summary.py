@@ -106,8 +106,9 @@ def summary_html(entries: list[Entry]) -> Markup:
     parts = [
         html('<section id="t2i-summary"><style>{}</style><h2>Prompt summary</h2>', Markup(_STYLE)),
         html(
-            '<p id="t2i-totals" data-passed="{}" data-run="{}" data-total="{}">{} items: {} of {} run passed ({}); '
-            "{} failed, {} xfailed, {} skipped. Pass rate = passed / run; skipped items are not run.</p>",
+            '<p id="t2i-totals" data-passed="{}" data-run="{}" data-total="{}">{} images (one per case and seed): {} of '
+            "{} run passed ({}); {} failed, {} xfailed, {} skipped. Pass rate = passed / run; skipped ones are not run."
+            "</p>",
             total.passed,
             total.run,
             len(records),

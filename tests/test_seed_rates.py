@@ -172,8 +172,10 @@ def test_baseline_rates_regress_beyond_chance_only(
     # 8 of 8, then 2 of 8: p = C(10,2) C(6,6) / C(16,8) = 45/12870 = 0.0035 < 0.05: a regression, though the
     # case's own gate (25%) is still met.
     suite(2)
-    result = pytester.runpytest("suite.yaml", "--t2i-baseline=main", *run_args)
+    result = pytester.runpytest("suite.yaml", "--t2i-baseline=main", "--html=reports/report.html", *run_args)
     result.assert_outcomes(failed=1)
+    page = (pytester.path / "reports/report.html").read_text()
+    assert 'rate-gated cases: <span data-case-status="regressed">1 regressed</span>' in page
     result.stdout.fnmatch_lines(
         [
             "baseline 'main': the pass rate dropped from 8 of 8 seeds passed (100%, *) to 2 of 8 seeds passed "

@@ -45,7 +45,7 @@ class HtmlReportHooks:
             entry = self._entry(raw)
             if entry is not None:
                 entries.append(entry)
-        postfix.append(str(summary_html(entries)))
+        postfix.append(str(summary_html(entries, get_state(self.config).case_drifts)))
 
     def pytest_html_results_table_header(self, cells: list[str]) -> None:
         # After "Result" and "Test". pytest-html asks at the start of the session: the judges of installed

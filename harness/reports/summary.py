@@ -5,7 +5,7 @@ Built from the same records as results.json, so every number here can be recompu
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -94,7 +94,7 @@ figure.t2i-seed img.t2i-thumb { width: 96px; height: 96px; display: block; }
 """
 
 
-def summary_html(entries: list[Entry]) -> Markup:
+def summary_html(entries: list[Entry], case_drifts: Mapping[tuple[str, str], dict[str, Any]] | None = None) -> Markup:
     """The whole summary section, from the records and their checked images (harness.reports.report_rows.Entry)."""
     if not entries:
         return Markup()
@@ -106,9 +106,9 @@ def summary_html(entries: list[Entry]) -> Markup:
     parts = [
         html('<section id="t2i-summary"><style>{}</style><h2>Prompt summary</h2>', Markup(_STYLE)),
         html(
-            '<p id="t2i-totals" data-passed="{}" data-run="{}" data-total="{}">{} images (one per case and seed): {} of '
-            "{} run passed ({}); {} failed, {} xfailed, {} skipped. Pass rate = passed / run; skipped ones are not run."
-            "</p>",
+            '<p id="t2i-totals" data-passed="{}" data-run="{}" data-total="{}">{} images (one per case and seed): '
+            "{} of {} run passed ({}); {} failed, {} xfailed, {} skipped. Pass rate = passed / run; skipped ones are "
+            "not run.</p>",
             total.passed,
             total.run,
             len(records),
@@ -121,7 +121,7 @@ def summary_html(entries: list[Entry]) -> Markup:
             total.skipped,
         ),
         _case_totals(records),
-        _baseline_line(records),
+        _baseline_line(records, case_drifts or {}),
         _tally_table("t2i-by-file", "File", tallies(records, lambda r: [r.file])),
         _tally_table("t2i-by-tag", "Tag", dict(sorted(tallies(records, lambda r: r.tags).items()))),
         _case_table(records),
@@ -160,7 +160,7 @@ def _case_totals(records: list[Record]) -> Markup:
     )
 
 
-def _baseline_line(records: list[Record]) -> Markup:
+def _baseline_line(records: list[Record], case_drifts: Mapping[tuple[str, str], dict[str, Any]]) -> Markup:
     compared = [r.baseline for r in records if r.baseline is not None]
     if not compared:
         return Markup()
@@ -168,7 +168,18 @@ def _baseline_line(records: list[Record]) -> Markup:
     for baseline in compared:
         counts[baseline.status] = counts.get(baseline.status, 0) + 1
     shown = join((html('<span data-status="{}">{} {}</span>', s, n, s) for s, n in sorted(counts.items())), ", ")
-    return html('<p id="t2i-baseline">Against baseline {}: {}.</p>', repr(compared[0].name), shown)
+    cases = Markup()
+    if case_drifts:  # the rate-gated cases, judged by their rates (a seed's status above is shown, not gated)
+        by_status: dict[str, int] = {}
+        for drift in case_drifts.values():
+            by_status[str(drift.get("status"))] = by_status.get(str(drift.get("status")), 0) + 1
+        cases = html(
+            "; rate-gated cases: {}",
+            join(
+                (html('<span data-case-status="{}">{} {}</span>', s, n, s) for s, n in sorted(by_status.items())), ", "
+            ),
+        )
+    return html('<p id="t2i-baseline">Against baseline {}: images {}{}.</p>', repr(compared[0].name), shown, cases)
 
 
 def _tally_table(table_id: str, what: str, groups: dict[Any, Tally]) -> Markup:

@@ -1,4 +1,4 @@
-"""Command line: ``python -m harness compare``, ``python -m harness merge`` and ``python -m harness cache``."""
+"""Command line: ``python -m harness compare``, ``merge``, ``cache`` and ``import geneval``."""
 
 from __future__ import annotations
 
@@ -101,7 +101,56 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DAYS",
         help="delete entries neither written nor read for more than DAYS days (0 deletes every entry)",
     )
+    importer = commands.add_parser(
+        "import",
+        help="turn another benchmark's prompts into case files (geneval)",
+        description="Write case files from another benchmark's prompt metadata.",
+    )
+    sources = importer.add_subparsers(dest="source", required=True, metavar="SOURCE")
+    geneval = sources.add_parser(
+        "geneval",
+        help="GenEval's evaluation_metadata.jsonl: one case file of `objects:` checks per GenEval tag",
+        description="Write DIR/<tag>.yaml for each GenEval tag (single_object, two_object, counting, colors, "
+        "position, color_attr), each prompt a case of `objects:` checks; run them with `pytest DIR`.",
+    )
+    geneval.add_argument("metadata", type=Path, metavar="METADATA.jsonl", help="GenEval's evaluation_metadata.jsonl")
+    geneval.add_argument(
+        "-o", "--output", type=Path, required=True, metavar="DIR", help="where to write the case files"
+    )
+    geneval.add_argument(
+        "--seeds",
+        type=_seed_count,
+        default=4,
+        help="images per prompt, seeds 0 to N-1 (GenEval generates 4). Default: %(default)s",
+    )
+    geneval.add_argument(
+        "--min-pass-rate",
+        type=_number(1e-9, 1, "a number in (0, 1], such as 0.75"),
+        default=None,
+        help="judge each prompt by the share of its seeds that pass (see the README's pass rates); "
+        "default: every seed is its own item, as GenEval counts images",
+    )
     return parser
+
+
+def _seed_count(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 10_000:
+        raise argparse.ArgumentTypeError(f"must be a whole number of seeds from 1 to 10000; got {text!r}")
+    return int(text)
+
+
+def _import(args: argparse.Namespace) -> int:
+    from harness.commands.import_geneval import GenevalImportError, import_geneval
+    from harness.judging.objects import COLORS, RELATIONS
+
+    try:
+        summary = import_geneval(args.metadata, args.output, COLORS, RELATIONS, args.seeds, args.min_pass_rate)
+    except GenevalImportError as exc:
+        print(f"python -m harness import geneval: {exc}", file=sys.stderr)
+        return 2
+    for tag, count in summary.files.items():
+        print(f"{args.output / (tag + '.yaml')}: {count} cases")
+    return _refused("import geneval", summary.refusals, "listed above")
 
 
 def _cache(args: argparse.Namespace) -> int:
@@ -148,14 +197,14 @@ def _merge(args: argparse.Namespace) -> int:
     return _refused("merge", summary.refusals)
 
 
-def _refused(command: str, refusals: Sequence[object]) -> int:
+def _refused(command: str, refusals: Sequence[object], listed: str = "listed above and at the top of the page") -> int:
     """Exit status 1 when part of an input was refused (the output is written, and lists each refusal)."""
     for refusal in refusals:
         print(f"python -m harness {command}: refused: {refusal}", file=sys.stderr)
     if refusals:
         print(
-            f"python -m harness {command}: {len(refusals)} part(s) of the input refused (listed above and at the top "
-            "of the page); the rest was written",
+            f"python -m harness {command}: {len(refusals)} part(s) of the input refused ({listed}); the rest was "
+            "written",
             file=sys.stderr,
         )
         return 1
@@ -168,6 +217,8 @@ def main(argv: list[str] | None = None) -> int:
         return _merge(args)
     if args.command == "cache":
         return _cache(args)
+    if args.command == "import":
+        return _import(args)
     from harness.commands.compare import CompareError, write_comparison
 
     try:

@@ -315,3 +315,32 @@ def test_compare_and_merge_show_case_rates_worst_first(
     )
     merged = results(pytester, "m")
     assert sorted((c["case"], c["seeds_passed"]) for c in merged["cases"]) == [("falls", 2), ("steady", 6)]
+
+
+@pytest.mark.parametrize(
+    ("entry", "field"),
+    [
+        ({"seeds_run": 2, "seeds_passed": 3}, "cases.owl.seeds_passed"),
+        ({"seeds_run": "8"}, "cases.owl.seeds_run"),
+        ({"scores": {"clip": {"prob": {"label": "x", "n": 2, "mean": 0.5, "interval": [0.1]}}}}, "interval"),
+        ({"case": "other"}, "cases.owl"),
+    ],
+)
+def test_a_baseline_s_case_entries_are_checked(tmp_path: Path, entry: dict[str, Any], field: str) -> None:
+    from harness.reports.baseline import BaselineError, read_baseline_file
+
+    good = {"file": "suite.yaml", "case": "owl", "seeds_run": 8, "seeds_passed": 6, "min_pass_rate": 0.5, "scores": {}}
+    path = tmp_path / "suite.yaml.json"
+    document = {
+        "version": 1,
+        "baseline": "main",
+        "file": "suite.yaml",
+        "items": {},
+        "cases": {"owl": {**good, **entry}},
+    }
+    path.write_text(json.dumps(document))
+    with pytest.raises(BaselineError) as error:
+        read_baseline_file(path)
+    assert field in str(error.value) and "not a readable t2i baseline file" in str(error.value)
+    path.write_text(json.dumps({**document, "cases": {"owl": good}}))
+    assert read_baseline_file(path).cases["owl"].seeds_passed == 6

@@ -133,6 +133,8 @@ def relative_position(box_a: Box, box_b: Box, threshold: float = POSITION_THRESH
     The offset on each axis shrinks by ``threshold`` times the two boxes' sizes on that axis (what is left, or 0);
     when nothing is left on both axes (under 1e-3 px) A is nowhere relative to B. Otherwise each axis's remaining
     share of the full offset's length decides: below -0.5 is left of (or above), over 0.5 right of (or below).
+    Along one axis, two 10-pixel boxes are thus in a relation only beyond 4 pixels: 2 do not count, and the
+    2 left must be more than half.
     """
     center_a = ((box_a[0] + box_a[2]) / 2, (box_a[1] + box_a[3]) / 2)
     center_b = ((box_b[0] + box_b[2]) / 2, (box_b[1] + box_b[3]) / 2)

@@ -173,7 +173,7 @@ def _explain(
     lines.extend(f"  {r.text}: {r.reason}" for r in failed)
     shown = _shown_detections(check, ranked, counted)
     if shown:
-        width = max(len(name) for name, _, _ in shown)
+        width = max(len("class"), *(len(name) for name, _, _ in shown))
         lines.append(f"  {'class':{width}}  score  box (x0, y0, x1, y1)")
         for name, detection, is_counted in shown:
             note = _color(detection) if is_counted else f"below {check.confidence:g}, not counted"

@@ -92,7 +92,9 @@ def parse_objects(section: SectionReader) -> ObjectsCheck | None:
     max_overlap = section.number("max_overlap", 0, 1, "such as 0.5 (1 keeps overlapping boxes)", what="an IoU")
     if ("threshold" in section and threshold is None) or ("max_overlap" in section and max_overlap is None):
         return None  # reported by section.number
-    if report.count or not _names_and_positions(report, entries):
+    # Names and positions across the list, among the objects that have a name (the others are reported).
+    _names_and_positions(report, [entry for entry in entries if entry.requirement.name])
+    if report.count:
         return None
     # A position names its object as the list spells it, so that results use one spelling throughout.
     spelled = {label_key(entry.requirement.name): entry.requirement.name for entry in entries}
@@ -225,7 +227,7 @@ def _position(report: _Problems, item: YamlMap, who: str, count: int | None) -> 
     return relation, other
 
 
-def _names_and_positions(report: _Problems, entries: list[_Entry]) -> bool:
+def _names_and_positions(report: _Problems, entries: list[_Entry]) -> None:
     """Class names unique in the list; each position names another object of the list, one that is wanted."""
     by_key: dict[str, _Entry] = {}
     for entry in entries:
@@ -237,7 +239,6 @@ def _names_and_positions(report: _Problems, entries: list[_Entry]) -> bool:
                 f"object {entry.requirement.name!r} is listed twice{also_on(first.line, entry.line)}; one entry per "
                 "class (for two of them write count: 2), so that a position can name it",
             )
-    before = report.count
     for entry in entries:
         req = entry.requirement
         if req.position is None:
@@ -260,4 +261,3 @@ def _names_and_positions(report: _Problems, entries: list[_Entry]) -> bool:
                 f"object {req.name!r} is placed {relation} {other!r}, which must be absent (count 0); "
                 "place it relative to an object that is there",
             )
-    return report.count == before and len(by_key) == len(entries)

@@ -285,7 +285,7 @@ def grounding_class_scores(
 def load_detector(ref: str, device: str, dtype: Any, offline_reason: str | None) -> tuple[Any, Any, str, ModelInfo]:
     """The detector and its processor by their real from_pretrained paths; a ref that is no supported detector
     raises MissingModelError, one paragraph naming --t2i-detector-model."""
-    from transformers import AutoConfig, AutoModelForZeroShotObjectDetection, AutoProcessor
+    from transformers import AutoModelForZeroShotObjectDetection, AutoProcessor, PreTrainedConfig
 
     from harness.common.model_loading import (
         MissingModelError,
@@ -297,11 +297,15 @@ def load_detector(ref: str, device: str, dtype: Any, offline_reason: str | None)
 
     if Path(ref).is_dir() and not (Path(ref) / "config.json").is_file():
         raise MissingModelError(missing_model_message(ROLE, ref, OPTION, "", "config.json"), model=ref)
-    config = load_pretrained(ROLE, ref, OPTION, lambda hub: AutoConfig.from_pretrained(ref, **hub), offline_reason)
-    architecture = ARCHITECTURES.get(getattr(config, "model_type", ""))
+    # The config alone first (config.json, no weights): a model of another kind is named as such.
+    config, _ = load_pretrained(
+        ROLE, ref, OPTION, lambda hub: PreTrainedConfig.get_config_dict(ref, **hub), offline_reason
+    )
+    model_type = str(config.get("model_type", "unknown"))
+    architecture = ARCHITECTURES.get(model_type)
     if architecture is None:
         raise MissingModelError(
-            f"The {ROLE} {ref!r} ({OPTION}) is a {getattr(config, 'model_type', 'unknown')!r} model, not an "
+            f"The {ROLE} {ref!r} ({OPTION}) is a {model_type!r} model, not an "
             "open-vocabulary detector the objects judge reads. Point --t2i-detector-model at an OWLv2, OWL-ViT or "
             f"Grounding DINO checkpoint, such as {DEFAULT_DETECTOR} (the default) or "
             "IDEA-Research/grounding-dino-tiny.",

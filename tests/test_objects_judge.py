@@ -508,11 +508,22 @@ def test_a_failing_case_prints_its_rules_and_detections_without_a_traceback(
             - id: no-dog
               prompt: "a dog"
               objects: {expect: [{class: dog}], threshold: 1.0}
+            - id: long-name
+              prompt: "a dog"
+              objects: [{class: dog}, {class: a dog with a long and curly tail}]
             """
         ),
     )
     result = pytester.runpytest("suite.yaml", *run_args, f"--t2i-detector-model={tiny_detectors.owl_dir}")
-    result.assert_outcomes(failed=2)
+    result.assert_outcomes(failed=3)
+    # The tiny tokenizer has few merges: this name is far more than the 16 tokens OWLv2's text encoder reads.
+    result.stdout.fnmatch_lines(
+        [
+            "image not scored: suite.yaml:14: case 'long-name': object 'a dog with a long and curly tail' is * "
+            "tokens; the detector "
+            "reads at most 16 per class name (start and end tokens included): shorten it"
+        ]
+    )
     result.stdout.fnmatch_lines(
         [
             "suite.yaml:*: case 'no-text', seed 0",

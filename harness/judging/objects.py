@@ -15,7 +15,7 @@ import pytest
 
 from harness.judging.geneval_rules import COLORS, MAX_OBJECTS, Detection, RuleResult, evaluate, kept
 from harness.judging.judge import Judge, Score, Table, TableRow, Verdict
-from harness.judging.object_detector import DEFAULT_DETECTOR, ROLE, DetectorQuery, decode_row, encode_row
+from harness.judging.object_detector import DEFAULT_DETECTOR, DetectorQuery, decode_row, encode_row
 from harness.judging.objects_check import KEYS, SECTION, ObjectsCheck, check_to_yaml, parse_objects
 from harness.pytest_plugin.options import OptionSpec
 
@@ -79,11 +79,9 @@ def objects_verdict(check: ObjectsCheck, candidates: dict[str, list[Detection]])
 def _scores(check: ObjectsCheck, ranked: dict[str, list[Detection]], results: list[RuleResult]) -> tuple[Score, ...]:
     """The share of rules met first; then how close the image is to losing a wanted object or counting an
     unwanted one, in the detector's confidence (before the threshold, after the overlap rule)."""
-    scores = [
-        # A 0-1 step per rule: a drop beyond any tolerance is a rule newly broken, even on a failing item.
-        Score("rules", sum(r.passed for r in results) / len(results), "Objects rules met", gated=True,
-              what="share of object rules met"),
-    ]  # fmt: skip
+    met = sum(r.passed for r in results) / len(results)
+    # A 0-1 step per rule: a drop beyond any tolerance is a rule newly broken, even on a failing item.
+    scores = [Score("rules", met, "Objects rules met", gated=True, what="share of object rules met")]
     wanted = [
         ranked[r.name][r.count - 1].score if len(ranked[r.name]) >= r.count else 0.0
         for r in check.requirements
@@ -100,10 +98,8 @@ def _scores(check: ObjectsCheck, ranked: dict[str, list[Detection]], results: li
         if r.most is not None
     ]
     if excess:
-        scores.append(
-            Score("excess", max(excess), "Objects strongest excess", better="lower",
-                  what="strongest object beyond a maximum's confidence")
-        )  # fmt: skip
+        what = "strongest object beyond a maximum's confidence"
+        scores.append(Score("excess", max(excess), "Objects strongest excess", better="lower", what=what))
     return tuple(scores)
 
 
@@ -116,7 +112,7 @@ def _detection_json(detection: Detection, counted: bool) -> dict[str, Any]:
 
 
 def _box(box: tuple[float, float, float, float]) -> str:
-    return "(" + ", ".join(f"{v:.0f}" for v in box) + ")"
+    return "(" + ", ".join(str(round(v)) for v in box) + ")"  # whole pixels; never "-0"
 
 
 def _color(detection: Detection) -> str:
@@ -232,7 +228,9 @@ def overlong_name_problems(model: ObjectDetector, check: ObjectsCheck, case: Cas
         return []
     lines = check.lines or (case.line,) * len(check.names)
     if model.architecture == "owl":
-        limit = int(getattr(tokenizer, "model_max_length", 0) or 0)
+        # The text encoder's positions are the real limit (16); the processor pads every name to the tokenizer's.
+        text_config = getattr(model.model.config, "text_config", None)
+        limit = int(getattr(text_config, "max_position_embeddings", 0) or getattr(tokenizer, "model_max_length", 0))
         problems = []
         for name, line in zip(check.names, lines, strict=True):
             count = token_count(tokenizer, name)
@@ -353,4 +351,4 @@ def object_detector(pytestconfig: pytest.Config, t2i_settings: Any, clip_scorer:
     )
 
 
-__all__ = ["ROLE", "ObjectsJudge", "object_detector", "objects_verdict", "pytest_t2i_judges"]
+__all__ = ["ObjectsJudge", "object_detector", "objects_verdict", "pytest_t2i_judges"]

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from harness.judging.geneval_rules import COLORS, MAX_OBJECTS, Detection, RuleResult, evaluate, kept
+from harness.judging.geneval_rules import COLORS, MAX_OBJECTS, RELATIONS, Detection, RuleResult, evaluate, kept
 from harness.judging.judge import Judge, Score, Table, TableRow, Verdict
 from harness.judging.object_detector import DEFAULT_DETECTOR, DetectorQuery, decode_row, encode_row
 from harness.judging.objects_check import KEYS, SECTION, ObjectsCheck, check_to_yaml, parse_objects
@@ -351,4 +351,5 @@ def object_detector(pytestconfig: pytest.Config, t2i_settings: Any, clip_scorer:
     )
 
 
-__all__ = ["ObjectsJudge", "object_detector", "objects_verdict", "pytest_t2i_judges"]
+# COLORS and RELATIONS: GenEval's vocabulary, for `python -m harness import geneval`.
+__all__ = ["COLORS", "RELATIONS", "ObjectsJudge", "object_detector", "objects_verdict", "pytest_t2i_judges"]

@@ -49,6 +49,7 @@ def objects_verdict(check: ObjectsCheck, candidates: dict[str, list[Detection]])
     counted = {name: [d for d in ranked[name] if d.score > threshold] for name in check.names}
     results = evaluate(check.requirements, counted)
     passed = all(r.passed for r in results)
+    written = check_to_yaml(check)
     return Verdict(
         title=TITLE,
         passed=passed,
@@ -56,7 +57,7 @@ def objects_verdict(check: ObjectsCheck, candidates: dict[str, list[Detection]])
         table=_table(check, ranked, counted, results),
         explanation="" if passed else _explain(check, ranked, counted, results),
         details={
-            "objects": check_to_yaml(check),
+            "objects": written,
             "threshold": threshold,
             "max_overlap": check.max_overlap,
             "detections": {name: [_detection_json(d, d in counted[name]) for d in ranked[name]] for name in ranked},
@@ -71,7 +72,7 @@ def objects_verdict(check: ObjectsCheck, candidates: dict[str, list[Detection]])
                 for r in results
             ],
         },
-        comparable=json.dumps(check_to_yaml(check), sort_keys=True),
+        comparable=json.dumps(written, sort_keys=True),
         comparable_what="objects check",
     )
 

@@ -13,9 +13,19 @@ from typing import Any
 import pytest
 
 from harness.__main__ import main
-from harness.cases.case_file import load_case_file
+from harness.cases.case_file import Case
+from harness.cases.case_file import load_case_file as load_with
+from harness.judging.builtin import builtin_judges
+from harness.judging.objects import ObjectsJudge
 
 SAMPLE = Path(__file__).parent / "data" / "geneval_sample.jsonl"
+
+
+def load_case_file(path: Path) -> list[Case]:
+    """The case file read with the judges a run has: the built-ins and `objects:`."""
+    return load_with(path, [*builtin_judges(), ObjectsJudge()])
+
+
 TAGS = ("single_object", "two_object", "counting", "colors", "position", "color_attr")
 
 

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tiny_detector import TinyDetectors, build_tiny_detectors
 
 from conftest import case_yaml
 from harness.cases.case_file import load_case_file
@@ -34,6 +33,7 @@ from harness.judging.geneval_rules import (
 )
 from harness.judging.objects import ObjectsJudge, objects_verdict
 from harness.judging.objects_check import check_to_yaml
+from tiny_detector import TinyDetectors, build_tiny_detectors
 from tiny_models import TinyModels
 
 

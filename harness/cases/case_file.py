@@ -228,7 +228,7 @@ class _CaseFileParser:
             return []
         if not isinstance(document, YamlMap):
             line = getattr(document, "line", 1)
-            self._problem(line, f"the top level is {_kind(document)}, not a mapping; {_FILE_SHAPE}", _FILE)
+            self._problem(line, f"the top level is {kind_of(document)}, not a mapping; {_FILE_SHAPE}", _FILE)
             return []
         self._check_keys(document, TOP_LEVEL_KEYS, "at the top level", _FILE)
         if "cases" not in document:
@@ -243,7 +243,7 @@ class _CaseFileParser:
         if not isinstance(raw_cases, YamlList):
             self._problem(
                 cases_line,
-                f"'cases' must be a list of cases (each starting with '- id: ...'), got {_kind(raw_cases)}",
+                f"'cases' must be a list of cases (each starting with '- id: ...'), got {kind_of(raw_cases)}",
                 _FILE,
             )
             return []
@@ -255,7 +255,7 @@ class _CaseFileParser:
             if not isinstance(raw, YamlMap):
                 self._problem(
                     line,
-                    f"this item of 'cases' is {_kind(raw)}, not a mapping; a case is a mapping with at least "
+                    f"this item of 'cases' is {kind_of(raw)}, not a mapping; a case is a mapping with at least "
                     + _listed(
                         [
                             "'id'",
@@ -299,7 +299,7 @@ class _CaseFileParser:
         if not isinstance(raw, YamlMap):
             self._problem(
                 document.key_lines["defaults"],
-                f"'defaults' must be a mapping of case keys (e.g. 'steps: 25'), got {_kind(raw)}",
+                f"'defaults' must be a mapping of case keys (e.g. 'steps: 25'), got {kind_of(raw)}",
                 _FILE,
             )
             return {}
@@ -325,7 +325,7 @@ class _CaseFileParser:
             return _Owner(number=number)
         line, text = raw.key_lines["id"], raw.texts.get("id")
         if not isinstance(case_id, str):
-            self._problem(line, _quote_hint("'id'", case_id, text), _Owner(number=number))
+            self._problem(line, quote_hint("'id'", case_id, text), _Owner(number=number))
             return _Owner(number=number)
         owner = _Owner(case_id=case_id, number=number)
         if len(case_id) > MAX_ID_LENGTH:
@@ -421,7 +421,7 @@ class _CaseFileParser:
             self._problem(
                 value.line,
                 f"'{value.name}' must be a number in (0, 1], such as 0.75 (the share of the case's seeds whose "
-                f"checks must all pass); got {_kind(raw)}",
+                f"checks must all pass); got {kind_of(raw)}",
                 owner,
             )
             return _INVALID
@@ -433,7 +433,7 @@ class _CaseFileParser:
             self._problem(
                 value.line,
                 f"'{value.name}' must be a number in [0, 1], such as 0.05 (the largest drop in CLIP probability "
-                f"or margin below the baseline that still passes); got {_kind(raw)}",
+                f"or margin below the baseline that still passes); got {kind_of(raw)}",
                 owner,
             )
             return _INVALID
@@ -452,7 +452,7 @@ class _CaseFileParser:
                 return _INVALID
             return None
         if not isinstance(value.raw, str):
-            self._problem(value.line, _quote_hint(f"'{value.name}'", value.raw, value.text), owner)
+            self._problem(value.line, quote_hint(f"'{value.name}'", value.raw, value.text), owner)
             return _INVALID
         if required and not value.raw.strip():
             self._problem(value.line, f"'{value.name}' is empty; write the text it should hold", owner)
@@ -462,7 +462,7 @@ class _CaseFileParser:
     def _guidance(self, value: _Value, owner: _Owner) -> Any:
         raw = value.raw
         if isinstance(raw, bool) or not isinstance(raw, (int, float)) or not math.isfinite(raw):
-            self._problem(value.line, f"'{value.name}' must be a number such as 7.5, got {_kind(raw)}", owner)
+            self._problem(value.line, f"'{value.name}' must be a number such as 7.5, got {kind_of(raw)}", owner)
             return _INVALID
         if raw < 0:
             self._problem(
@@ -474,7 +474,7 @@ class _CaseFileParser:
     def _integer(self, value: _Value, owner: _Owner, minimum: int, maximum: int, example: str) -> Any:
         raw = value.raw
         if isinstance(raw, bool) or not isinstance(raw, int):
-            self._problem(value.line, f"'{value.name}' must be a whole number ({example}), got {_kind(raw)}", owner)
+            self._problem(value.line, f"'{value.name}' must be a whole number ({example}), got {kind_of(raw)}", owner)
             return _INVALID
         if not minimum <= raw <= maximum:
             self._problem(
@@ -505,7 +505,7 @@ class _CaseFileParser:
             self._problem(
                 value.line,
                 f"'{value.name}' must be a number of seeds (8 runs seeds 0 to 7) or a non-empty list of seeds, "
-                f"e.g. [0, 1, 2]; got {_kind(raw)}",
+                f"e.g. [0, 1, 2]; got {kind_of(raw)}",
                 owner,
             )
             return _INVALID
@@ -514,7 +514,7 @@ class _CaseFileParser:
         for seed, line, text in items:
             if isinstance(seed, bool) or not isinstance(seed, int):
                 self._problem(
-                    line, f"seed {text if text is not None else _kind(seed)} is not a whole number; {rule}", owner
+                    line, f"seed {text if text is not None else kind_of(seed)} is not a whole number; {rule}", owner
                 )
                 ok = False
             elif not 0 <= seed < MAX_SEED:
@@ -534,7 +534,7 @@ class _CaseFileParser:
         if isinstance(raw, bool) or not isinstance(raw, int):
             self._problem(
                 value.line,
-                f"'{value.name}' must be a whole number of pixels, a multiple of 8 such as 512; got {_kind(raw)}",
+                f"'{value.name}' must be a whole number of pixels, a multiple of 8 such as 512; got {kind_of(raw)}",
                 owner,
             )
             return _INVALID
@@ -573,7 +573,7 @@ class _CaseFileParser:
         tags = []
         for tag, line, text in items:
             if not isinstance(tag, str):
-                self._problem(line, _quote_hint("each tag", tag, text), owner)
+                self._problem(line, quote_hint("each tag", tag, text), owner)
             elif not TAG_PATTERN.match(tag) or tag in RESERVED_TAGS:
                 self._problem(
                     line,
@@ -604,7 +604,7 @@ class _CaseFileParser:
         labels = []
         for label, line, text in items:
             if not isinstance(label, str):
-                self._problem(line, _quote_hint(f"each label in '{value.name}'", label, text), owner)
+                self._problem(line, quote_hint(f"each label in '{value.name}'", label, text), owner)
             elif not label.strip():
                 self._problem(line, f"'{value.name}' holds an empty label; remove it or fill it in", owner)
             else:
@@ -633,7 +633,7 @@ class _CaseFileParser:
                 mapping = wrapped
             if not isinstance(mapping, YamlMap):
                 hint = f" with {' and '.join(repr(k) for k in judge.keys[:2])}" if judge.keys else ""
-                self._problem(line, f"'{section}' must be a mapping{hint}, got {_kind(mapping)}", owner)
+                self._problem(line, f"'{section}' must be a mapping{hint}, got {kind_of(mapping)}", owner)
                 complete = False
                 continue
             reader = SectionReader(self, section, mapping, line, owner)
@@ -664,7 +664,9 @@ class _CaseFileParser:
         reason = raw[key]
         if not isinstance(reason, str) or not reason.strip():
             self._problem(
-                raw.key_lines[key], f"'{key}' takes a reason, e.g. {key}: \"flaky on fp16\"; got {_kind(reason)}", owner
+                raw.key_lines[key],
+                f"'{key}' takes a reason, e.g. {key}: \"flaky on fp16\"; got {kind_of(reason)}",
+                owner,
             )
             return None
         return reason
@@ -721,7 +723,7 @@ class SectionReader:
         if isinstance(raw, bool) or not isinstance(raw, (int, float)) or not minimum <= raw <= maximum:
             self.problem(
                 value.line,
-                f"'{value.name}' must be {what} in [{minimum:g}, {maximum:g}], {example}; got {_kind(raw)}",
+                f"'{value.name}' must be {what} in [{minimum:g}, {maximum:g}], {example}; got {kind_of(raw)}",
             )
             return None
         return float(raw)
@@ -739,12 +741,12 @@ def suggested_tag(tag: str) -> str:
     return candidate
 
 
-def _quote_hint(subject: str, value: Any, text: str | None) -> str:
+def quote_hint(subject: str, value: Any, text: str | None) -> str:
     """'x' must be text: for a value YAML read as a number, boolean or null, show how to quote it."""
     what = f"{subject} must be text"
     if text is None or isinstance(value, (YamlMap, YamlList)):
-        return f"{what}, got {_kind(value)}"
-    return f'{what}, but YAML reads {text} as {_kind(value)}; put it in quotes: "{text}"'
+        return f"{what}, got {kind_of(value)}"
+    return f'{what}, but YAML reads {text} as {kind_of(value)}; put it in quotes: "{text}"'
 
 
 def _listed(parts: list[str]) -> str:
@@ -756,7 +758,8 @@ def _also_on(first_line: int, line: int) -> str:
     return f" (also on line {first_line})" if first_line != line else ""
 
 
-def _kind(value: Any) -> str:
+def kind_of(value: Any) -> str:
+    """How a message names what YAML read: "the number 3", "a list", "nothing (null)"."""
     if value is None:
         return "nothing (null)"
     if isinstance(value, dict):

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from harness.cases.case_file import _kind, _quote_hint, also_on, label_key, suggest
+from harness.cases.case_file import also_on, kind_of, label_key, quote_hint, suggest
 from harness.cases.yaml_source import YamlList, YamlMap
 from harness.judging.geneval_rules import COLORS, MAX_OBJECTS, MAX_OVERLAP, RELATIONS, Requirement, default_threshold
 
@@ -77,7 +77,7 @@ def parse_objects(section: SectionReader) -> ObjectsCheck | None:
     expect = section.value("expect")
     raw = expect.raw
     if not isinstance(raw, YamlList) or not raw:
-        got = "an empty list" if isinstance(raw, YamlList) else _kind(raw)
+        got = "an empty list" if isinstance(raw, YamlList) else kind_of(raw)
         report(
             expect.line,
             f"'objects' needs a list of objects, each a mapping such as {_EXAMPLE} (or, in the mapping form, "
@@ -133,7 +133,7 @@ def _object(report: _Problems, item: Any, line: int, number: int) -> _Entry:
     """One object of the list; problems reported (the entry is then a placeholder, never used)."""
     if not isinstance(item, YamlMap):
         hint = f" (write {{class: {item}}})" if isinstance(item, str) and item.strip() else ""
-        report(line, f"object {number} must be a mapping such as {_EXAMPLE}, got {_kind(item)}{hint}")
+        report(line, f"object {number} must be a mapping such as {_EXAMPLE}, got {kind_of(item)}{hint}")
         return _Entry(Requirement(""), line, line)
     for key in item:
         if key not in OBJECT_KEYS:
@@ -159,7 +159,7 @@ def _name(report: _Problems, item: YamlMap, number: int) -> str | None:
         report(line, f"object {number} has no 'class': name the object, e.g. {_EXAMPLE}")
         return None
     if not isinstance(raw, str):
-        report(line, _quote_hint(f"object {number}'s 'class'", raw, item.texts.get("class")))
+        report(line, quote_hint(f"object {number}'s 'class'", raw, item.texts.get("class")))
         return None
     if not raw.strip():
         report(line, f"object {number}'s 'class' is empty; name the object the detector should find")
@@ -177,7 +177,7 @@ def _whole(report: _Problems, item: YamlMap, key: str, who: str, minimum: int, d
     line = item.key_lines[key]
     meaning = "at least this many" if key == "count" else "at most this many"
     if isinstance(raw, bool) or not isinstance(raw, int):
-        report(line, f"{who}: '{key}' must be a whole number ({meaning}), got {_kind(raw)}")
+        report(line, f"{who}: '{key}' must be a whole number ({meaning}), got {kind_of(raw)}")
         return None
     if not minimum <= raw <= MAX_OBJECTS:
         why = f"the detector keeps at most {MAX_OBJECTS} boxes of a class (GenEval's max_objects)"
@@ -194,7 +194,7 @@ def _color(report: _Problems, item: YamlMap, who: str, count: int | None) -> str
         return None
     line = item.key_lines["color"]
     if not isinstance(raw, str) or raw not in COLORS:
-        shown = repr(raw) if isinstance(raw, str) else _kind(raw)
+        shown = repr(raw) if isinstance(raw, str) else kind_of(raw)
         near = suggest(raw, COLORS, n=1) if isinstance(raw, str) else ""
         report(line, f"{who}: unknown colour {shown}{near}; use one of GenEval's colours: {', '.join(COLORS)}")
         return None
@@ -213,7 +213,7 @@ def _position(report: _Problems, item: YamlMap, who: str, count: int | None) -> 
         report(
             line,
             f"{who}: 'position' must be [relation, other object's class], e.g. position: [right of, teddy bear]; "
-            f"got {_kind(raw)}",
+            f"got {kind_of(raw)}",
         )
         return None
     relation, other = raw

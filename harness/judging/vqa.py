@@ -299,7 +299,7 @@ def _explain(check: VqaCheck, expected: list[float], failing: list[int], shares:
         lines.append(
             f"  note: the model gave yes or no under {LOW_ANSWER_SHARE:.0%} of its next-token probability for "
             + ", ".join(f"q{i} ({float(shares[i - 1]):.0%})" for i in unsure)
-            + ", so those answers are weak evidence; see the vqa judge's section in the README"
+            + ', so those answers are weak evidence (README: "Yes/no questions")'
         )
     return "\n".join(lines)
 

@@ -3,8 +3,9 @@
 Each question goes through the processor's own chat template, as one user turn of the image and the question
 followed by ``INSTRUCTION``, with the generation prompt added; the model's next-token distribution at the last
 position is read once, and P(yes) is the probability mass of the yes tokens over that of the yes and no tokens
-together (``ANSWERS``). Every (image, question) pair of a batch is one sequence of one forward, padded on the
-left so that the last position is the next token of every sequence.
+together (``ANSWERS``). Every (image, question) pair of a batch is one sequence of one forward (one per image
+size, for processors that tile images: see ``tiled_edge``), padded on the left so that the last position is the
+next token of every sequence.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ if TYPE_CHECKING:
     from PIL import Image
 
 # Appended to every question: without it a small model often starts a sentence ("The image shows..."), and
-# the yes/no tokens then hold a sliver of the probability, so their ratio is noise. VQAScore appends the same.
+# the yes/no tokens then hold a sliver of the probability, so their ratio is noise. VQAScore's prompt ends with
+# "Please answer yes or no." for the same reason.
 INSTRUCTION = "Answer yes or no."
 # The spellings whose first token counts as each answer: a chat template may end with or without a space
 # ("Assistant:" in SmolVLM's, "ASSISTANT: " elsewhere), and models answer capitalised or not.
@@ -144,10 +146,10 @@ def tiled_edge(processor: Any, image: Image.Image) -> int | None:
 
     Idefics3's and SmolVLM's processors resize every image's longest edge to ``size.longest_edge`` (2048 for
     SmolVLM-256M), upscaling smaller ones, then cut it into tiles of ``max_image_size.longest_edge`` (512) plus
-    the whole image: a 512-pixel image becomes 17 tiles and 1188 tokens, a minute of CPU per question, for no
-    detail the image holds. Here the longest edge is the image's own, rounded up to whole tiles and capped at
-    the processor's: a 512-pixel image is one tile, a 1024-pixel one 2 x 2 tiles and the whole. Processors that
-    do not tile this way are left as they are.
+    the whole image: a 512-pixel image becomes 17 tiles and 1088 image tokens, over a minute of CPU per
+    question, for no detail the image holds. Here the longest edge is the image's own, rounded up to whole
+    tiles and capped at the processor's: a 512-pixel image is one tile, a 1024-pixel one 2 x 2 tiles and the
+    whole. Processors that do not tile this way are left as they are.
     """
     import math
 

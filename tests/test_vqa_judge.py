@@ -1,6 +1,7 @@
 """The vqa judge (harness.judging.vqa): P(yes) as the model computes it, the `vqa:` section's validation in both
 modes, its verdict through every output of a run, and --t2i-vqa-model, on a tiny random-weight Idefics3 model of
-SmolVLM-256M-Instruct's architecture (tests/tiny_vlm.py) loaded through the judge's own loading code."""
+SmolVLM-256M-Instruct's architecture (and, for P(yes), a tiny Qwen2-VL) from tests/tiny_vlm.py, loaded through
+the judge's own loading code."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 from PIL import Image
-from tiny_vlm import LONGEST_EDGE, NO_TOKENS, TILE, YES_TOKENS, build_tiny_vlm
+from tiny_vlm import LONGEST_EDGE, NO_TOKENS, TILE, YES_TOKENS, build_tiny_qwen2_vl, build_tiny_vlm
 
 from conftest import Labels, case_yaml
 from harness.cases.case_file import CaseFileError, load_case_file
@@ -48,6 +49,23 @@ def vlm(tiny_vlm: Path) -> VqaModel:
     return load_vqa_model(str(tiny_vlm), OPTION, "cpu", torch.float32)
 
 
+@pytest.fixture(scope="session")
+def qwen2_vl(tmp_path_factory: pytest.TempPathFactory, tiny_vlm: Path) -> VqaModel:
+    import torch
+
+    return load_vqa_model(
+        str(build_tiny_qwen2_vl(tmp_path_factory.mktemp("tiny-qwen2-vl"))), OPTION, "cpu", torch.float32
+    )
+
+
+# What each model reads for a question: its own chat template, the question, the instruction, the generation prompt.
+PROMPTS = {
+    "vlm": f"<|im_start|>User:<image>{QUESTIONS[0]} {INSTRUCTION}<end_of_utterance>\nAssistant:",
+    "qwen2_vl": "<|im_start|>user\n<|vision_start|><|image_pad|><|vision_end|>"
+    f"{QUESTIONS[0]} {INSTRUCTION}<|im_end|>\n<|im_start|>assistant\n",
+}
+
+
 def _images() -> list[Image.Image]:
     noise = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
     # Longest edge 64, the processor's own size: the harness leaves them as the processor sizes them.
@@ -69,7 +87,11 @@ def _direct_p_yes(vlm: VqaModel, image: Image.Image, question: str, **processor_
     return float(p_yes / (p_yes + p_no))
 
 
-def test_p_yes_equals_a_direct_computation_in_one_padded_batch(vlm: VqaModel) -> None:
+@pytest.mark.parametrize("architecture", ["vlm", "qwen2_vl"])
+def test_p_yes_equals_a_direct_computation_in_one_padded_batch(
+    request: pytest.FixtureRequest, architecture: str
+) -> None:
+    vlm: VqaModel = request.getfixturevalue(architecture)
     images = _images()
     batch = vlm.probabilities_yes(images, QUESTIONS)
     assert batch.shape == (2, 2)
@@ -78,10 +100,8 @@ def test_p_yes_equals_a_direct_computation_in_one_padded_batch(vlm: VqaModel) ->
             assert float(batch[i, j]) == pytest.approx(_direct_p_yes(vlm, image, question), abs=TOLERANCE), (i, j)
     # Teeth: the four answers differ by far more than the tolerance, by image and by question.
     assert float(batch.max() - batch.min()) > 1000 * TOLERANCE
-    # The prompt as SmolVLM's template writes it: the answer is the token after "Assistant:".
-    assert vlm.prompt(QUESTIONS[0]) == (
-        f"<|im_start|>User:<image>{QUESTIONS[0]} {INSTRUCTION}<end_of_utterance>\nAssistant:"
-    )
+    # SmolVLM's answer is the token after "Assistant:" (" Yes"), Qwen2-VL's the one after a newline ("Yes").
+    assert vlm.prompt(QUESTIONS[0]) == PROMPTS[architecture]
 
 
 def test_a_small_image_is_not_upscaled_before_tiling(vlm: VqaModel) -> None:

@@ -19,7 +19,7 @@ from tiny_vlm import LONGEST_EDGE, NO_TOKENS, TILE, YES_TOKENS, build_tiny_qwen2
 from conftest import Labels, case_yaml
 from harness.cases.case_file import CaseFileError, load_case_file
 from harness.common.model_loading import MissingModelError
-from harness.judging.vqa import VqaJudge
+from harness.judging.vqa import Question, VqaCheck, VqaJudge, vqa_verdict
 from harness.judging.vqa_model import VqaModel, answer_tokens, load_vqa_model
 from tiny_models import TinyModels
 
@@ -133,6 +133,19 @@ def test_answer_tokens_are_first_tokens_that_tell_yes_from_no() -> None:
     assert tokens is not None
     assert tokens.yes == tuple(sorted((vocab["yes"], vocab["Yes"])))
     assert tokens.no == tuple(sorted((vocab["no"], vocab["No"])))
+
+
+def test_answers_that_are_not_numbers_are_an_error_not_a_verdict(tiny_vlm: Path) -> None:
+    import torch
+
+    broken = load_vqa_model(str(tiny_vlm), OPTION, "cpu", torch.float32)
+    with torch.no_grad():
+        broken.model.lm_head.weight.fill_(float("nan"))  # what a float16 overflow leaves behind
+    with pytest.raises(ValueError, match=r"not numbers \(NaN\).*try --t2i-dtype=bfloat16 or float32"):
+        broken.probabilities_yes(_images()[:1], QUESTIONS[:1])
+    # And a NaN that reaches a verdict fails it.
+    check = VqaCheck((Question("Is there an owl?", "yes", 0.5),))
+    assert vqa_verdict(check, [float("nan")], [1.0]).passed is False
 
 
 # -- the section ---------------------------------------------------------------------------------------------

@@ -231,7 +231,8 @@ def _kind(value: Any) -> str:
 def vqa_verdict(check: VqaCheck, p_yes: Sequence[float], shares: Sequence[float]) -> Verdict:
     """The verdict for each question's P(yes) and the yes/no tokens' share of the next-token probability."""
     expected = [p if q.expect == "yes" else 1.0 - p for q, p in zip(check.questions, map(float, p_yes), strict=True)]
-    failing = [i for i, (q, p) in enumerate(zip(check.questions, expected, strict=True)) if p < q.min_prob]
+    # `not >=`: a NaN (a row from elsewhere than the model) fails rather than passes.
+    failing = [i for i, (q, p) in enumerate(zip(check.questions, expected, strict=True)) if not p >= q.min_prob]
     lowest = min(range(len(expected)), key=expected.__getitem__)
     scores = (
         Score(

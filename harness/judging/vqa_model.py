@@ -138,6 +138,12 @@ class VqaModel:
         # In log space: with confident logits, p_yes + p_no can underflow in float32 while their ratio is exact.
         p_yes = torch.sigmoid(yes - no)
         share = torch.stack([yes, no], dim=-1).logsumexp(dim=-1).exp()
+        if not bool(torch.isfinite(p_yes).all()):
+            # NaN logits (float16 overflow, most often) would otherwise compare as neither pass nor fail.
+            raise ValueError(
+                "the model's next-token probabilities are not numbers (NaN); in float16 a model can overflow: "
+                "try --t2i-dtype=bfloat16 or float32"
+            )
         return p_yes.cpu(), share.cpu()
 
 

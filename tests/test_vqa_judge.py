@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,12 +33,16 @@ INSTRUCTION = "Answer yes or no."
 TOLERANCE = 1e-5
 
 
-@pytest.fixture(scope="session")
-def tiny_vlm(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def _built(tmp_path_factory: pytest.TempPathFactory, build: Callable[[Path], Path]) -> Path:
     from transformers.utils import logging as transformers_logging
 
-    transformers_logging.disable_progress_bar()
-    return build_tiny_vlm(tmp_path_factory.mktemp("tiny-vlm"))
+    transformers_logging.disable_progress_bar()  # save_pretrained's, between pytest's lines
+    return build(tmp_path_factory.mktemp(build.__name__))
+
+
+@pytest.fixture(scope="session")
+def tiny_vlm(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _built(tmp_path_factory, build_tiny_vlm)
 
 
 @pytest.fixture(scope="session")
@@ -50,17 +55,15 @@ def vlm(tiny_vlm: Path) -> VqaModel:
 
 
 @pytest.fixture(scope="session")
-def qwen2_vl(tmp_path_factory: pytest.TempPathFactory, tiny_vlm: Path) -> VqaModel:
+def qwen2_vl(tmp_path_factory: pytest.TempPathFactory) -> VqaModel:
     import torch
 
-    return load_vqa_model(
-        str(build_tiny_qwen2_vl(tmp_path_factory.mktemp("tiny-qwen2-vl"))), OPTION, "cpu", torch.float32
-    )
+    return load_vqa_model(str(_built(tmp_path_factory, build_tiny_qwen2_vl)), OPTION, "cpu", torch.float32)
 
 
 # What each model reads for a question: its own chat template, the question, the instruction, the generation prompt.
 PROMPTS = {
-    "vlm": f"<|im_start|>User:<image>{QUESTIONS[0]} {INSTRUCTION}<end_of_utterance>\nAssistant:",
+    "idefics3": f"<|im_start|>User:<image>{QUESTIONS[0]} {INSTRUCTION}<end_of_utterance>\nAssistant:",
     "qwen2_vl": "<|im_start|>user\n<|vision_start|><|image_pad|><|vision_end|>"
     f"{QUESTIONS[0]} {INSTRUCTION}<|im_end|>\n<|im_start|>assistant\n",
 }
@@ -87,11 +90,11 @@ def _direct_p_yes(vlm: VqaModel, image: Image.Image, question: str, **processor_
     return float(p_yes / (p_yes + p_no))
 
 
-@pytest.mark.parametrize("architecture", ["vlm", "qwen2_vl"])
+@pytest.mark.parametrize("architecture", ["idefics3", "qwen2_vl"])
 def test_p_yes_equals_a_direct_computation_in_one_padded_batch(
     request: pytest.FixtureRequest, architecture: str
 ) -> None:
-    vlm: VqaModel = request.getfixturevalue(architecture)
+    vlm: VqaModel = request.getfixturevalue({"idefics3": "vlm", "qwen2_vl": "qwen2_vl"}[architecture])
     images = _images()
     batch = vlm.probabilities_yes(images, QUESTIONS)
     assert batch.shape == (2, 2)
@@ -105,8 +108,8 @@ def test_p_yes_equals_a_direct_computation_in_one_padded_batch(
 
 
 def test_a_small_image_is_not_upscaled_before_tiling(vlm: VqaModel) -> None:
-    # The processor resizes every image's longest edge to 64 (two tiles); one of 30 x 20 is asked at its own
-    # size rounded up to one tile, so its answer is the direct computation's at longest edge 32.
+    # The processor resizes every image's longest edge to 64 (2 x 2 tiles and the whole); one of 30 x 20 is asked
+    # at its own size rounded up to one tile, so its answer is the direct computation's at longest edge 32.
     small = Image.fromarray(np.random.default_rng(1).integers(0, 256, (20, 30, 3), dtype=np.uint8))
     asked = float(vlm.probabilities_yes([small], QUESTIONS[:1])[0, 0])
     one_tile = _direct_p_yes(vlm, small, QUESTIONS[0], images_kwargs={"size": {"longest_edge": TILE}})

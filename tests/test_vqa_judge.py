@@ -277,7 +277,7 @@ def test_a_vqa_only_case_is_judged_end_to_end(
     pytester.makefile(".yaml", suite=_suite(clip_labels.prompt))
     # The model from the ini file, by a path relative to it.
     pytester.makeini(f"[pytest]\nt2i_vqa_model = {os.path.relpath(tiny_vlm, pytester.path)}\n")
-    run = pytester.runpytest("suite.yaml", "--t2i-cache-dir=cache", "-p", "no:randomly", *model_args)
+    run = pytester.runpytest("suite.yaml", "--t2i-cache-dir=cache", "--html=reports/report.html", *model_args)
     run.assert_outcomes(passed=1, failed=1)
     run.stdout.fnmatch_lines(
         [
@@ -307,6 +307,9 @@ def test_a_vqa_only_case_is_judged_end_to_end(
         ["no", "Is there any text in the image?"],
     ]
     assert strict["vqa"]["table"]["rows"][0]["marks"] == ["failed"]
+    html = (pytester.path / "reports/report.html").read_text()
+    assert "<th>VQA</th>" in html or "&lt;th&gt;VQA&lt;/th&gt;" in html  # its column
+    assert "Is there any text in the image?" in html and f"{scores['q2']:.4f}" in html  # its cell
     # The harness's answer is the model's on the image it saved.
     image = Image.open(pytester.path / "reports" / owl["image"]).convert("RGB")
     direct = vlm.probabilities_yes([image], ["Is there an owl in the image?"])

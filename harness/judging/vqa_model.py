@@ -152,8 +152,8 @@ def tiled_edge(processor: Any, image: Image.Image) -> int | None:
 
     Idefics3's and SmolVLM's processors resize every image's longest edge to ``size.longest_edge`` (2048 for
     SmolVLM-256M), upscaling smaller ones, then cut it into tiles of ``max_image_size.longest_edge`` (512) plus
-    the whole image: a 512-pixel image becomes 17 tiles and 1088 image tokens, over a minute of CPU per
-    question, for no detail the image holds. Here the longest edge is the image's own, rounded up to whole
+    the whole image: a 512-pixel image becomes 17 tiles and 1088 image tokens, 20 times the CPU time
+    of one tile, for no detail the image holds. Here the longest edge is the image's own, rounded up to whole
     tiles and capped at the processor's: a 512-pixel image is one tile, a 1024-pixel one 2 x 2 tiles and the
     whole. Processors that do not tile this way are left as they are.
     """

@@ -15,7 +15,6 @@ from typing import Any
 import numpy as np
 import pytest
 from PIL import Image
-from tiny_vlm import LONGEST_EDGE, NO_TOKENS, TILE, YES_TOKENS, build_tiny_qwen2_vl, build_tiny_vlm
 
 from conftest import Labels, case_yaml
 from harness.cases.case_file import CaseFileError, load_case_file
@@ -23,6 +22,7 @@ from harness.common.model_loading import MissingModelError
 from harness.judging.vqa import Question, VqaCheck, VqaJudge, vqa_verdict
 from harness.judging.vqa_model import VqaModel, answer_tokens, load_vqa_model
 from tiny_models import TinyModels
+from tiny_vlm import LONGEST_EDGE, NO_TOKENS, TILE, YES_TOKENS, build_tiny_qwen2_vl, build_tiny_vlm
 
 OPTION = "--t2i-vqa-model"
 QUESTIONS = ("Is there an owl in the image?", "Is the owl white?")  # of different lengths: the batch is padded

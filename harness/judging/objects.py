@@ -17,7 +17,7 @@ from harness.judging.geneval_rules import COLORS, MAX_OBJECTS, RELATIONS, Detect
 from harness.judging.judge import Judge, Score, Table, TableRow, Verdict
 from harness.judging.object_detector import DEFAULT_DETECTOR, DetectorQuery, decode_row, encode_row
 from harness.judging.objects_check import KEYS, SECTION, ObjectsCheck, check_to_yaml, parse_objects
-from harness.pytest_plugin.options import OptionSpec
+from harness.pytest_plugin.options import OptionSpec, add_option, model_ref
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -269,15 +269,7 @@ def pytest_t2i_judges(config: pytest.Config) -> list[Judge[Any, Any]]:
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    spec = DETECTOR_OPTION
-    parser.getgroup("t2i").addoption(
-        spec.flag,
-        dest=spec.ini,
-        default=None,
-        metavar=spec.metavar,
-        help=f"{spec.help}. Ini: {spec.ini}. Default: {spec.default!r}",
-    )
-    parser.addini(spec.ini, help=f"{spec.help} (same as {spec.flag})", type="string", default=spec.default)
+    add_option(parser, DETECTOR_OPTION)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -290,10 +282,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def detector_ref(config: pytest.Config) -> str:
     """--t2i-detector-model as a local dir (a relative ini value is relative to the ini file) or a hub id."""
-    # options.model_ref resolves only the harness's own options; these two are what it calls.
-    from harness.pytest_plugin.options import _model_ref, _raw_value
-
-    return _model_ref(*_raw_value(config, DETECTOR_OPTION))
+    return model_ref(config, DETECTOR_OPTION)
 
 
 def detector_identity(settings: Any, ref: str, architecture: str, model: Any, clip: Any) -> dict[str, str] | None:

@@ -15,10 +15,10 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from harness.cases.case_file import SectionReader, label_key, suggest
+from harness.cases.case_file import SectionReader, kind_of, label_key, suggest
 from harness.cases.yaml_source import YamlList, YamlMap
 from harness.judging.judge import Judge, Score, Table, TableRow, Verdict
-from harness.pytest_plugin.options import OptionSpec, given
+from harness.pytest_plugin.options import OptionSpec, add_option, given, model_ref
 
 if TYPE_CHECKING:
     import numpy as np
@@ -98,7 +98,8 @@ def _questions(section: SectionReader, default_min_prob: float) -> tuple[Questio
         return None
     if not isinstance(raw, YamlList) or not raw:
         section.problem(
-            value.line, f"'vqa.questions' must be a non-empty list of questions, each like {EXAMPLE}; got {_kind(raw)}"
+            value.line,
+            f"'vqa.questions' must be a non-empty list of questions, each like {EXAMPLE}; got {kind_of(raw)}",
         )
         return None
     if len(raw) > MAX_QUESTIONS:
@@ -134,7 +135,7 @@ def _question(section: SectionReader, item: Any, line: int, number: int, default
     where = f"'vqa.questions' item {number}"
     if not isinstance(item, YamlMap):
         hint = f'{{ask: "{item}", expect: yes}}' if isinstance(item, str) else EXAMPLE
-        section.problem(line, f"{where} is {_kind(item)}, not a question; write it as a mapping: {hint}")
+        section.problem(line, f"{where} is {kind_of(item)}, not a question; write it as a mapping: {hint}")
         return None
     unknown = [key for key in item if key not in QUESTION_KEYS]
     for key in unknown:
@@ -166,7 +167,7 @@ def _ask(section: SectionReader, item: YamlMap, where: str) -> str | None:
             if text is not None
             else 'write the question, e.g. ask: "Is the owl white?"'
         )
-        section.problem(line, f"{where}: 'ask' must be text, got {_kind(ask)}; {hint}")
+        section.problem(line, f"{where}: 'ask' must be text, got {kind_of(ask)}; {hint}")
         return None
     if not ask.strip():
         section.problem(line, f"{where}: 'ask' is empty; write the question, e.g. ask: \"Is the owl white?\"")
@@ -192,7 +193,7 @@ def _expect(section: SectionReader, item: YamlMap, where: str) -> str | None:
     answer = written.casefold() if isinstance(expect, bool) and written is not None else expect
     if isinstance(answer, str) and answer.casefold() in ANSWERS:
         return answer.casefold()
-    shown = f"{written} (which YAML reads as {_kind(expect)})" if isinstance(expect, bool) else _kind(expect)
+    shown = f"{written} (which YAML reads as {kind_of(expect)})" if isinstance(expect, bool) else kind_of(expect)
     section.problem(line, f"{where}: 'expect' must be yes or no, got {shown}; {fix}")
     return None
 
@@ -204,24 +205,10 @@ def _min_prob(section: SectionReader, item: YamlMap, where: str, default: float)
     if isinstance(raw, bool) or not isinstance(raw, (int, float)) or not 0 <= raw <= 1:
         section.problem(
             item.key_lines["min_prob"],
-            f"{where}: 'min_prob' must be a probability in [0, 1], such as 0.6; got {_kind(raw)}",
+            f"{where}: 'min_prob' must be a probability in [0, 1], such as 0.6; got {kind_of(raw)}",
         )
         return None
     return float(raw)
-
-
-def _kind(value: Any) -> str:
-    if value is None:
-        return "nothing (null)"
-    if isinstance(value, dict):
-        return "a mapping"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, bool):
-        return f"the boolean {str(value).lower()}"
-    if isinstance(value, (int, float)):
-        return f"the number {value!r}"
-    return f"the text {value!r}"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -358,16 +345,7 @@ def pytest_t2i_judges(config: pytest.Config) -> list[Judge[Any, Any]]:
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    # The group exists already: the harness's own plugin (entry point t2i) registers before t2i_vqa.
-    group = parser.getgroup("t2i")
-    group.addoption(
-        OPTION.flag,
-        dest=OPTION.ini,
-        default=None,
-        metavar=OPTION.metavar,
-        help=f"{OPTION.help}. Ini: {OPTION.ini}. Default: {OPTION.default!r}",
-    )
-    parser.addini(OPTION.ini, help=f"{OPTION.help} (same as {OPTION.flag})", type="string", default=OPTION.default)
+    add_option(parser, OPTION)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -380,9 +358,7 @@ def pytest_configure(config: pytest.Config) -> None:
 def vqa_model_ref(config: pytest.Config) -> str:
     """--t2i-vqa-model as given: an existing directory (absolute; relative to the ini file for an ini value), or
     a hub repo id."""
-    from harness.pytest_plugin.options import _model_ref, _raw_value
-
-    return _model_ref(*_raw_value(config, OPTION))
+    return model_ref(config, OPTION)
 
 
 def vqa_identity(settings: Settings, model: VqaModel) -> dict[str, str] | None:

@@ -94,17 +94,25 @@ FLAGS = (
 )
 
 
+GROUP = ("t2i", "t2i-harness: text-to-image prompt regression tests")
+
+
+def add_option(parser: pytest.Parser, spec: OptionSpec) -> None:
+    """One option with its ini twin in the harness's group; also for plugins that add their own (a judge's model)."""
+    parser.getgroup(*GROUP).addoption(
+        spec.flag,
+        dest=spec.ini,
+        default=None,
+        metavar=spec.metavar,
+        help=f"{spec.help}. Ini: {spec.ini}. Default: {spec.default!r}",
+    )
+    parser.addini(spec.ini, help=f"{spec.help} (same as {spec.flag})", type="string", default=spec.default)
+
+
 def add_options(parser: pytest.Parser) -> None:
-    group = parser.getgroup("t2i", "t2i-harness: text-to-image prompt regression tests")
+    group = parser.getgroup(*GROUP)
     for spec in OPTIONS:
-        group.addoption(
-            spec.flag,
-            dest=spec.ini,
-            default=None,
-            metavar=spec.metavar,
-            help=f"{spec.help}. Ini: {spec.ini}. Default: {spec.default!r}",
-        )
-        parser.addini(spec.ini, help=f"{spec.help} (same as {spec.flag})", type="string", default=spec.default)
+        add_option(parser, spec)
     for flag, ini, text in FLAGS:
         group.addoption(flag, dest=ini, action="store_true", default=None, help=f"{text}. Ini: {ini}. Default: False")
         parser.addini(ini, help=f"{text} (same as {flag})", type="bool", default=False)
@@ -297,9 +305,10 @@ def resolve_settings(config: pytest.Config, checked: CheckedOptions | None = Non
     )
 
 
-def model_ref(config: pytest.Config, ini: str = "t2i_model") -> str:
-    """--t2i-model (or another model option, by its ini name) as resolve_settings resolves it, without torch."""
-    spec = next(spec for spec in OPTIONS if spec.ini == ini)
+def model_ref(config: pytest.Config, ini: str | OptionSpec = "t2i_model") -> str:
+    """--t2i-model (or another model option, by its ini name or, for a plugin's own option, its OptionSpec) as
+    resolve_settings resolves it, without torch."""
+    spec = ini if isinstance(ini, OptionSpec) else next(spec for spec in OPTIONS if spec.ini == ini)
     return _model_ref(*_raw_value(config, spec))
 
 

@@ -80,3 +80,23 @@ def test_readme_pass_rate_example_parses(tmp_path: Path) -> None:
     path.write_text(block.group(1), encoding="utf-8")
     (case,) = load_case_file(path)
     assert (case.seeds, case.min_pass_rate, case.rate_gated) == (tuple(range(16)), 0.75, True)
+
+
+@pytest.mark.parametrize(
+    "heading",
+    ["## Yes/no questions: the `vqa:` check", "## Objects: counts, colours and positions", "## Several judges"],
+)
+def test_readme_judge_section_examples_parse(tmp_path: Path, heading: str) -> None:
+    from harness.judging.builtin import builtin_judges
+    from harness.judging.objects import ObjectsJudge
+    from harness.judging.vqa import VqaJudge
+
+    text = README.read_text(encoding="utf-8")
+    section = text[text.index(heading) :]
+    section = section[: section.index("\n## ", 3)]
+    blocks = [block for block in re.findall(r"```yaml\n(.*?)```", section, re.S) if "cases:" in block]
+    assert blocks, f"no case-file example under {heading!r}"
+    for number, block in enumerate(blocks):
+        path = tmp_path / f"example-{number}.yaml"
+        path.write_text(block, encoding="utf-8")
+        assert load_case_file(path, [*builtin_judges(), VqaJudge(), ObjectsJudge()])

@@ -315,22 +315,9 @@ def overlong_label_problems(tokenizer: Any, check: ClipCheck, case: Case) -> lis
 
 def clip_identity(settings: Any, model: Any, info: ModelInfo) -> dict[str, str] | None:
     """CLIP's image tower: weights and preprocessor config (a hub commit, or a local dir's content)."""
-    from harness.common.versions import package_version
-    from harness.generation.fingerprint import model_identity
+    from harness.judging.score_cache import pretrained_identity
 
-    source, revision = model_identity(settings.clip_model, info.revision)
-    if revision == "unknown":  # a hub model whose commit cannot be read: no safe key
-        return None
-    return {
-        "judge": "clip image embedding",
-        "model": source,
-        "revision": revision,
-        "dtype": str(model.dtype),
-        # cpu, cuda and mps kernels round differently; two GPUs of one type are interchangeable.
-        "device": settings.device.split(":")[0],
-        "transformers": package_version("transformers"),
-        "torch": package_version("torch"),
-    }
+    return pretrained_identity("clip image embedding", settings.clip_model, info.revision, model.dtype, settings.device)
 
 
 @pytest.fixture(scope="session")

@@ -289,29 +289,25 @@ def detector_identity(settings: Any, ref: str, architecture: str, model: Any, cl
     """What the rows depend on: the detector (weights, processor config), the row format, and CLIP's image tower
     with GenEval's colour prompts (a coloured class's probabilities)."""
     from harness.common.model_loading import hub_revision
-    from harness.common.versions import package_version
-    from harness.generation.fingerprint import model_identity
     from harness.judging.geneval_rules import COLOR_TEMPLATES
     from harness.judging.object_detector import ROW_FORMAT
+    from harness.judging.score_cache import pretrained_identity
 
-    source, revision = model_identity(ref, hub_revision(ref, "config.json"))
     clip_identity = getattr(clip, "cache_identity", None)
-    if revision == "unknown" or clip_identity is None:  # no safe key
+    if clip_identity is None:  # a CLIP from a conftest.py override: no safe key for the colours
         return None
-    return {
-        "judge": "objects detections",
-        "row_format": ROW_FORMAT,
-        "model": source,
-        "revision": revision,
-        "architecture": architecture,
-        "max_objects": str(MAX_OBJECTS),
-        "dtype": str(model.dtype),
-        "device": settings.device.split(":")[0],
-        "transformers": package_version("transformers"),
-        "torch": package_version("torch"),
-        "color_prompts": json.dumps([COLORS, COLOR_TEMPLATES]),
-        "clip": json.dumps(clip_identity, sort_keys=True),
-    }
+    return pretrained_identity(
+        "objects detections",
+        ref,
+        hub_revision(ref, "config.json"),
+        model.dtype,
+        settings.device,
+        row_format=ROW_FORMAT,
+        architecture=architecture,
+        max_objects=str(MAX_OBJECTS),
+        color_prompts=json.dumps([COLORS, COLOR_TEMPLATES]),
+        clip=json.dumps(clip_identity, sort_keys=True),
+    )
 
 
 @pytest.fixture(scope="session")

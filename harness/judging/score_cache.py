@@ -33,6 +33,33 @@ def judge_digest(identity: dict[str, str]) -> str:
     return json_digest(identity)
 
 
+def pretrained_identity(
+    judge: str, ref: str, revision: str, dtype: Any, device: str, **extra: str
+) -> dict[str, str] | None:
+    """A judge's cache identity for a transformers model: what it computes, the weights (a hub commit, or a local
+    dir's content), dtype, device type and library versions, plus ``extra`` (preprocessing, prompt formats).
+
+    None when a hub model's commit cannot be read from the local cache: no safe key, so its rows are not cached.
+    """
+    from harness.common.versions import package_version
+    from harness.generation.fingerprint import model_identity
+
+    source, resolved = model_identity(ref, revision)
+    if resolved == "unknown":
+        return None
+    return {
+        "judge": judge,
+        "model": source,
+        "revision": resolved,
+        "dtype": str(dtype),
+        # cpu, cuda and mps kernels round differently; two GPUs of one type are interchangeable.
+        "device": device.split(":")[0],
+        "transformers": package_version("transformers"),
+        "torch": package_version("torch"),
+        **extra,
+    }
+
+
 def image_digest(image: Image.Image) -> str:
     """The pixels' sha256, as the image cache computes it (8-bit RGB)."""
     rgb = image if image.mode == "RGB" else image.convert("RGB")

@@ -363,24 +363,17 @@ def vqa_model_ref(config: pytest.Config) -> str:
 
 def vqa_identity(settings: Settings, model: VqaModel) -> dict[str, str] | None:
     """What the answers are a function of, besides the image and the question."""
-    from harness.common.versions import package_version
-    from harness.generation.fingerprint import model_identity
+    from harness.judging.score_cache import pretrained_identity
     from harness.judging.vqa_model import INSTRUCTION, PROMPT_FORMAT
 
-    source, revision = model_identity(model.info.ref, model.info.revision)
-    if revision == "unknown":  # a hub model whose commit cannot be read: no safe key
-        return None
-    return {
-        "judge": "vqa yes/no probability",
-        "model": source,
-        "revision": revision,
-        "dtype": str(model.model.dtype),
-        # cpu, cuda and mps kernels round differently; two GPUs of one type are interchangeable.
-        "device": settings.device.split(":")[0],
-        "transformers": package_version("transformers"),
-        "torch": package_version("torch"),
-        "prompt": f"{PROMPT_FORMAT}: {INSTRUCTION}",
-    }
+    return pretrained_identity(
+        "vqa yes/no probability",
+        model.info.ref,
+        model.info.revision,
+        model.model.dtype,
+        settings.device,
+        prompt=f"{PROMPT_FORMAT}: {INSTRUCTION}",
+    )
 
 
 @pytest.fixture(scope="session")

@@ -146,13 +146,14 @@ def _case_totals(records: list[Record]) -> Markup:
     unstable = sum(rate.unstable for rate in rates)
     gated = sum(rate.min_pass_rate is not None for rate in rates)
     return html(
-        '<p id="t2i-case-totals" data-cases="{}" data-passed="{}" data-unstable="{}" data-gated="{}">{} cases run: '
+        '<p id="t2i-case-totals" data-cases="{}" data-passed="{}" data-unstable="{}" data-gated="{}">{} case{} run: '
         "{} passed, {} failed; {} unstable (their seeds disagree); {} judged by pass rate (min_pass_rate).</p>",
         len(rates),
         passed,
         unstable,
         gated,
         len(rates),
+        "" if len(rates) == 1 else "s",
         passed,
         len(rates) - passed,
         unstable,

@@ -141,10 +141,9 @@ def _seed_count(text: str) -> int:
 
 def _import(args: argparse.Namespace) -> int:
     from harness.commands.import_geneval import GenevalImportError, import_geneval
-    from harness.judging.objects import COLORS, RELATIONS
 
     try:
-        summary = import_geneval(args.metadata, args.output, COLORS, RELATIONS, args.seeds, args.min_pass_rate)
+        summary = import_geneval(args.metadata, args.output, args.seeds, args.min_pass_rate)
     except GenevalImportError as exc:
         print(f"python -m harness import geneval: {exc}", file=sys.stderr)
         return 2

@@ -89,6 +89,7 @@ def test_bad_lines_are_refused_by_line_and_the_rest_imported(tmp_path: Path, cap
             }
         ),
     ]
+    lines.append('{"tag": "single_object", "prompt": "\\ud800 alone", "include": [{"class": "owl", "count": 1}]}')
     source = tmp_path / "meta.jsonl"
     source.write_text("\n".join(lines) + "\n")
     out = tmp_path / "out"
@@ -96,19 +97,21 @@ def test_bad_lines_are_refused_by_line_and_the_rest_imported(tmp_path: Path, cap
     err = capsys.readouterr().err.splitlines()
     expected = [
         (3, "Expecting value: line 1 column 1 (char 0)"),
-        (4, "field 'include[0].count': expected a whole number from 1 to 100, got \"two\""),
+        (4, "field 'include[0].count': expected a whole number from 1 to 100, got 'two'"),
         (
             5,
             "field 'include[0].position': expected [relation, index of another included object] with a relation "
-            'among left of, right of, above, below, got ["near", 0]',
+            "among left of, right of, above, below, got a list of 2",
         ),
         (
             6,
             "field 'include[0].color': expected one of red, orange, yellow, green, blue, purple, pink, brown, black, "
-            'white, got "mauve"',
+            "white, got 'mauve'",
         ),
-        (7, "field 'tag': expected a word such as 'counting', got \"bad tag!\""),
-        (8, "field 'exclude[0].class': 'b' is not one of the included objects"),
+        (7, "field 'tag': expected a word such as 'counting', got 'bad tag!'"),
+        (8, "field 'exclude[0].class': expected one of the included objects' classes, got 'b'"),
+        # Read as untrusted JSON, as compare and merge read theirs: a lone surrogate could not be written back.
+        (10, "a string that is not valid Unicode (a lone surrogate escape) at prompt"),
     ]
     assert err[:-1] == [
         f"python -m harness import geneval: refused: {source}:{line}: {what}; the line is left out"
@@ -116,7 +119,7 @@ def test_bad_lines_are_refused_by_line_and_the_rest_imported(tmp_path: Path, cap
     ]
     assert (
         err[-1]
-        == "python -m harness import geneval: 6 part(s) of the input refused (listed above); the rest was written"
+        == "python -m harness import geneval: 7 part(s) of the input refused (listed above); the rest was written"
     )
     cases = load_case_file(out / "single_object.yaml")
     assert [case.prompt for case in cases] == ["a photo of a bench", 'a "quoted" #owl: {x} <b>\nline']

@@ -55,10 +55,10 @@ class ImportSummary:
     refusals: list[str] = field(default_factory=list)
 
 
-def read_metadata(
-    path: Path, colors: tuple[str, ...], relations: tuple[str, ...]
-) -> tuple[list[GenevalPrompt], list[str]]:
+def read_metadata(path: Path) -> tuple[list[GenevalPrompt], list[str]]:
     """The valid prompts of a GenEval metadata file, and a message for each line refused."""
+    from harness.common.json_input import loads
+
     try:
         raw = path.read_bytes()
     except OSError as exc:
@@ -75,86 +75,83 @@ def read_metadata(
         try:
             if len(line) > MAX_LINE_BYTES:
                 raise ValueError(f"the line is {len(line)} characters long; a GenEval line is a few hundred")
-            prompts.append(_prompt(number, json.loads(line), colors, relations))
-        except (ValueError, TypeError) as exc:  # json.JSONDecodeError is a ValueError
+            prompts.append(_prompt(number, loads(line)))
+        except ValueError as exc:  # json.JSONDecodeError and ShapeError are ValueErrors
             refusals.append(f"{path}:{number}: {exc}; the line is left out")
     if not prompts and not refusals:
         raise GenevalImportError(f"{path}: no prompts in the file; is it GenEval's evaluation_metadata.jsonl?")
     return prompts, refusals
 
 
-def _prompt(line: int, data: Any, colors: tuple[str, ...], relations: tuple[str, ...]) -> GenevalPrompt:
-    if not isinstance(data, dict):
-        raise ValueError("expected a JSON object with tag, prompt and include")
-    tag, prompt = data.get("tag"), data.get("prompt")
-    if not isinstance(tag, str) or not TAG_PATTERN.match(tag):
-        raise ValueError(f"field 'tag': expected a word such as 'counting', got {_shown(tag)}")
-    if not isinstance(prompt, str) or not prompt.strip():
-        raise ValueError(f"field 'prompt': expected text, got {_shown(prompt)}")
-    include = data.get("include")
-    if not isinstance(include, list) or not include:
-        raise ValueError(f"field 'include': expected a non-empty list of objects, got {_shown(include)}")
-    objects = tuple(
-        _object(f"include[{i}]", item, len(include), i, colors, relations) for i, item in enumerate(include)
-    )
-    exclude = data.get("exclude", [])
-    if not isinstance(exclude, list):
-        raise ValueError(f"field 'exclude': expected a list, got {_shown(exclude)}")
+def _prompt(line: int, data: Any) -> GenevalPrompt:
+    from harness.common.json_input import Fields, ShapeError, any_value, list_of, text
+
+    fields = Fields(data)
+    _only(fields, ("tag", "prompt", "include", "exclude"))
+    tag = fields.get("tag", text())
+    if not TAG_PATTERN.match(tag):
+        raise ShapeError("tag", "a word such as 'counting'", tag)
+    prompt = fields.get("prompt", text())
+    if not prompt.strip():
+        raise ShapeError("prompt", "a prompt", prompt)
+    include = fields.get("include", list_of(any_value(), min_length=1))
+    objects = tuple(_object(Fields(item, f"include[{i}]"), len(include), i) for i, item in enumerate(include))
     excluded = []
-    for i, item in enumerate(exclude):
-        name, count = _name_and_count(f"exclude[{i}]", item)
+    for i, item in enumerate(fields.get("exclude", list_of(any_value()), ())):
+        entry = Fields(item, f"exclude[{i}]")
+        _only(entry, ("class", "count"))
+        name, count = _name_and_count(entry)
         if name not in {obj.name for obj in objects}:
-            raise ValueError(f"field 'exclude[{i}].class': {name!r} is not one of the included objects")
+            raise ShapeError(entry.field("class"), "one of the included objects' classes", name)
         excluded.append((name, count))
-    extra = set(data) - {"tag", "prompt", "include", "exclude"}
-    if extra:
-        raise ValueError(f"unknown field {sorted(extra)[0]!r}; GenEval's lines hold tag, prompt, include and exclude")
     return GenevalPrompt(line, tag, prompt, objects, tuple(excluded))
 
 
-def _name_and_count(where: str, item: Any) -> tuple[str, int]:
-    if not isinstance(item, dict):
-        raise ValueError(f"field '{where}': expected an object with class and count, got {_shown(item)}")
-    name, count = item.get("class"), item.get("count")
-    if not isinstance(name, str) or not name.strip():
-        raise ValueError(f"field '{where}.class': expected an object name, got {_shown(name)}")
-    if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= 100:
-        raise ValueError(f"field '{where}.count': expected a whole number from 1 to 100, got {_shown(count)}")
-    return name, count
+def _name_and_count(entry: Any) -> tuple[str, int]:
+    from harness.common.json_input import ShapeError, text, whole
+
+    name = entry.get("class", text())
+    if not name.strip():
+        raise ShapeError(entry.field("class"), "an object name", name)
+    return name, entry.get("count", whole(1, 100))
 
 
-def _object(
-    where: str, item: Any, size: int, index: int, colors: tuple[str, ...], relations: tuple[str, ...]
-) -> GenevalObject:
-    name, count = _name_and_count(where, item)
-    color = item.get("color")
-    if color is not None and color not in colors:
-        raise ValueError(f"field '{where}.color': expected one of {', '.join(colors)}, got {_shown(color)}")
-    position = item.get("position")
+def _object(entry: Any, size: int, index: int) -> GenevalObject:
+    from harness.common.json_input import ShapeError, any_value, optional, text
+    from harness.judging.geneval_rules import COLORS, RELATIONS
+
+    _only(entry, ("class", "count", "color", "position"))
+    name, count = _name_and_count(entry)
+    color = entry.get("color", optional(text()), None)
+    if color is not None and color not in COLORS:
+        raise ShapeError(entry.field("color"), "one of " + ", ".join(COLORS), color)
+    position = entry.get("position", any_value(), None)
     if position is not None:
         if (
             not isinstance(position, list)
             or len(position) != 2
-            or position[0] not in relations
+            or position[0] not in RELATIONS
             or isinstance(position[1], bool)
             or not isinstance(position[1], int)
             or not 0 <= position[1] < size
             or position[1] == index
         ):
-            raise ValueError(
-                f"field '{where}.position': expected [relation, index of another included object] with a relation "
-                f"among {', '.join(relations)}, got {_shown(position)}"
+            raise ShapeError(
+                entry.field("position"),
+                f"[relation, index of another included object] with a relation among {', '.join(RELATIONS)}",
+                position,
             )
         position = (position[0], position[1])
-    extra = set(item) - {"class", "count", "color", "position"}
-    if extra:
-        raise ValueError(f"field '{where}': unknown key {sorted(extra)[0]!r}")
     return GenevalObject(name, count, color, position)
 
 
-def _shown(value: Any) -> str:
-    text = json.dumps(value, ensure_ascii=True)
-    return text if len(text) <= 60 else text[:57] + "..."
+def _only(entry: Any, keys: tuple[str, ...]) -> None:
+    """GenEval's lines hold these keys and no others: an unknown one is a typo or another format."""
+    from harness.common.json_input import ShapeError
+
+    extra = sorted(set(entry.data) - set(keys))
+    if extra:
+        raise ShapeError(entry.field(extra[0]), "no such field (GenEval's are " + ", ".join(keys) + ")", extra[0])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -216,15 +213,10 @@ def case_file_text(tag: str, prompts: list[GenevalPrompt], source: str, seeds: i
 
 
 def import_geneval(
-    metadata: Path,
-    output: Path,
-    colors: tuple[str, ...],
-    relations: tuple[str, ...],
-    seeds: int = DEFAULT_SEEDS,
-    min_pass_rate: float | None = None,
+    metadata: Path, output: Path, seeds: int = DEFAULT_SEEDS, min_pass_rate: float | None = None
 ) -> ImportSummary:
     """Write one case file per tag under ``output``; the summary lists what was written and what was refused."""
-    prompts, refusals = read_metadata(metadata, colors, relations)
+    prompts, refusals = read_metadata(metadata)
     if output.exists() and not output.is_dir():
         raise GenevalImportError(f"-o {output}: is a file; name a directory for the case files")
     by_tag: dict[str, list[GenevalPrompt]] = {}

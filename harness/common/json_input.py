@@ -39,16 +39,25 @@ def read_json(path: Path, what: str) -> Any:
             f"{path}: not a readable {what}: not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start})"
         ) from None
     try:
-        document = json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float, parse_int=_short_int)
+        return loads(text)
     except json.JSONDecodeError as exc:
         raise JsonInputError(f"{path}:{exc.lineno}: not a readable {what}: not valid JSON ({exc.msg})") from None
-    except RecursionError:
-        raise JsonInputError(f"{path}: not a readable {what}: nested deeper than {MAX_DEPTH} levels") from None
-    except ValueError as exc:  # from the hooks below
+    except ValueError as exc:
         raise JsonInputError(f"{path}: not a readable {what}: {exc}") from None
+
+
+def loads(text: str) -> Any:
+    """``text`` parsed as untrusted JSON: finite numbers, bounded integers and depth, valid Unicode strings only.
+
+    ValueError (json.JSONDecodeError for bad syntax) says what is wrong, in a phrase.
+    """
+    try:
+        document = json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float, parse_int=_short_int)
+    except RecursionError:
+        raise ValueError(f"nested deeper than {MAX_DEPTH} levels") from None
     problem = _unsafe_part(document)
     if problem:
-        raise JsonInputError(f"{path}: not a readable {what}: {problem}")
+        raise ValueError(problem)
     return document
 
 

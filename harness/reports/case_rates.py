@@ -243,13 +243,18 @@ def _comparison_key(comparable: str | None) -> str | None:
     return None if comparable is None else hashlib.sha256(comparable.encode("utf-8", "surrogatepass")).hexdigest()[:16]
 
 
+def by_case(records: Iterable[Record]) -> dict[tuple[str, str], list[Record]]:
+    """The records of each (case file, case), in the order the cases first appear."""
+    found: dict[tuple[str, str], list[Record]] = {}
+    for record in records:
+        found.setdefault((record.file, record.case), []).append(record)
+    return found
+
+
 def case_rates(records: Iterable[Record]) -> list[CaseRate]:
     """One CaseRate per case with a seed that ran, in the order the cases first appear."""
-    by_case: dict[tuple[str, str], list[Record]] = {}
-    for record in records:
-        by_case.setdefault((record.file, record.case), []).append(record)
     rates = []
-    for (file, case), items in by_case.items():
+    for (file, case), items in by_case(records).items():
         seeds = [result for result in map(seed_result, items) if result is not None]
         if seeds:
             rates.append(case_rate(file, case, seeds, items[0].min_pass_rate))

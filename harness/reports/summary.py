@@ -14,7 +14,7 @@ from harness.reports.case_rates import percent
 from harness.reports.markup import Markup, html, join
 
 if TYPE_CHECKING:
-    from harness.reports.case_rates import ScoreSummary
+    from harness.reports.case_rates import CaseRate, ScoreSummary
     from harness.reports.records import Record
     from harness.reports.report_rows import Entry
 
@@ -103,6 +103,7 @@ def summary_html(entries: list[Entry], case_drifts: Mapping[tuple[str, str], dic
     total = Tally()
     for record in records:
         total.add(record)
+    cases = _cases(records)
     parts = [
         html('<section id="t2i-summary"><style>{}</style><h2>Prompt summary</h2>', Markup(_STYLE)),
         html(
@@ -120,11 +121,11 @@ def summary_html(entries: list[Entry], case_drifts: Mapping[tuple[str, str], dic
             total.xfailed,
             total.skipped,
         ),
-        _case_totals(records),
+        _case_totals(cases),
         _baseline_line(records, case_drifts or {}),
         _tally_table("t2i-by-file", "File", tallies(records, lambda r: [r.file])),
         _tally_table("t2i-by-tag", "Tag", dict(sorted(tallies(records, lambda r: r.tags).items()))),
-        _case_table(records),
+        _case_table(cases),
         _agreement_table(records),
         _grid(entries),
         Markup("</section>"),
@@ -132,17 +133,31 @@ def summary_html(entries: list[Entry], case_drifts: Mapping[tuple[str, str], dic
     return join((part for part in parts if part), "\n")
 
 
-def _case_totals(records: list[Record]) -> Markup:
-    """Cases, as pytest counted them for rate-gated ones: passed, failed, unstable (seeds disagree)."""
-    from harness.reports.case_rates import case_passed, case_rates
+@dataclass(frozen=True)
+class _Case:
+    """One case of the run as the summary shows it: its seeds' records, its rate (None: no seed ran), its verdict."""
 
-    rates = case_rates(records)
+    records: list[Record]
+    rate: CaseRate | None
+    passed: bool
+
+
+def _cases(records: list[Record]) -> dict[tuple[str, str], _Case]:
+    from harness.reports.case_rates import by_case, case_passed, case_rates
+
+    rates = {rate.key: rate for rate in case_rates(records)}
+    return {
+        key: _Case(items, rates.get(key), key in rates and case_passed(rates[key], items))
+        for key, items in by_case(records).items()
+    }
+
+
+def _case_totals(cases: dict[tuple[str, str], _Case]) -> Markup:
+    """Cases, as pytest counted them for rate-gated ones: passed, failed, unstable (seeds disagree)."""
+    rates = [case.rate for case in cases.values() if case.rate is not None]
     if not rates:
         return Markup()
-    by_case: dict[tuple[str, str], list[Record]] = {}
-    for record in records:
-        by_case.setdefault((record.file, record.case), []).append(record)
-    passed = sum(case_passed(rate, by_case[rate.key]) for rate in rates)
+    passed = sum(case.passed for case in cases.values() if case.rate is not None)
     unstable = sum(rate.unstable for rate in rates)
     gated = sum(rate.min_pass_rate is not None for rate in rates)
     return html(
@@ -199,28 +214,22 @@ def _tally_table(table_id: str, what: str, groups: dict[Any, Tally]) -> Markup:
     return html('<table id="{}"><thead><tr>{}</tr></thead><tbody>{}</tbody></table>', table_id, head, join(rows))
 
 
-def _case_table(records: list[Record]) -> Markup:
+def _case_table(cases: dict[tuple[str, str], _Case]) -> Markup:
     """Per case: the pass rate over its seeds with its 95% interval, its gate and verdict, each judge's main
     score as a mean with its interval, and a dot per seed. A checkbox (CSS only, no script) shows only the
     unstable cases: those whose seeds disagree."""
-    from harness.reports.case_rates import case_passed, case_rates
-
-    by_case: dict[tuple[str, str], list[Record]] = {}
-    for record in records:
-        by_case.setdefault((record.file, record.case), []).append(record)
-    rates = {rate.key: rate for rate in case_rates(records)}
     headers: dict[tuple[str, str], str] = {}  # (section, score name) -> its label
-    for found in rates.values():
-        for section, name, summary in found.main_scores():
+    for known in cases.values():
+        for section, name, summary in known.rate.main_scores() if known.rate is not None else ():
             headers.setdefault((section, name), summary.label)
     order = {section: index for index, section in enumerate(ordered_sections({s for s, _ in headers}))}
     main_scores = sorted(headers, key=lambda key: (order[key[0]], key[1]))
     rows = []
-    for (file, case), items in by_case.items():
-        rate = rates.get((file, case))
+    for (file, case), found in cases.items():
+        rate = found.rate
         dots = join(
             html('<span class="t2i-dot t2i-bg-{}" title="seed {}: {}"></span>', outcome_group(r), r.seed, r.outcome)
-            for r in items
+            for r in found.records
         )
         if rate is None:  # every seed skipped
             cells = [
@@ -233,7 +242,7 @@ def _case_table(records: list[Record]) -> Markup:
         else:
             low, high = rate.interval
             gate = percent(rate.min_pass_rate) if rate.min_pass_rate is not None else "every seed"
-            verdict = "passed" if case_passed(rate, items) else "failed"
+            verdict = "passed" if found.passed else "failed"
             cells = [
                 html(
                     '<td class="num">{}</td><td class="num">{}</td><td class="num">{}</td>'
@@ -273,7 +282,7 @@ def _case_table(records: list[Record]) -> Markup:
             *(f"mean {headers[key]}" for key in main_scores), "Per seed",
         )
     )  # fmt: skip
-    unstable_count = sum(rate.unstable for rate in rates.values())
+    unstable_count = sum(case.rate is not None and case.rate.unstable for case in cases.values())
     return html(
         "<details{}><summary>Per case, across seeds ({} cases, {} unstable)</summary>"
         '<input type="checkbox" id="t2i-only-unstable"/><label for="t2i-only-unstable"> show only unstable cases '

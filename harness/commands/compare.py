@@ -8,6 +8,7 @@ from typing import Any
 
 from harness.common.atomic import atomic_write_text
 from harness.common.json_input import JsonInputError
+from harness.common.rate_statistics import percent
 from harness.judging.formats import judge_columns, ordered_sections
 from harness.reports.baseline import (
     DEFAULT_TOLERANCE,
@@ -19,7 +20,7 @@ from harness.reports.baseline import (
     read_baseline_dir,
     read_baseline_file,
 )
-from harness.reports.case_rates import CaseDrift, CaseRate, SeedResult, case_rate, compare_rates, percent, seed_result
+from harness.reports.case_rates import CaseDrift, CaseRate, SeedResult, case_rate, compare_rates, seed_result
 from harness.reports.markup import Markup, html, join
 from harness.reports.records import Record, Refusal, read_results, record_part
 from harness.reports.results import RESULTS_FILE

@@ -357,9 +357,9 @@ def guidance_table(
     return [(before, after, seeds_to_detect(before, after, alpha, power)) for before, after in drops]
 
 
-def _percent(rate: float) -> str:
-    # :g drops the float noise of rate * 100 (70.00000000000001 -> 70) and keeps real decimals (92.5).
-    return f"{rate * 100:g}%"
+def percent(share: float) -> str:
+    """0.625 -> '62.5%', 0.75 -> '75%': one decimal where it matters, so a rate never reads as its neighbour's."""
+    return f"{share * 100:.1f}".removesuffix(".0") + "%"
 
 
 def format_guidance_table(
@@ -369,11 +369,11 @@ def format_guidance_table(
 ) -> str:
     """guidance_table's rows as a Markdown table; — where no seed count up to the maximum suffices."""
     lines = [
-        f"| pass rate before | after | seeds per run to see the drop (p < {alpha:g}, {_percent(power)} of the time) |",
+        f"| pass rate before | after | seeds per run to see the drop (p < {alpha:g}, {percent(power)} of the time) |",
         "|---|---|---|",
     ]
     for before, after, seeds in rows:
-        lines.append(f"| {_percent(before)} | {_percent(after)} | {'—' if seeds is None else seeds} |")
+        lines.append(f"| {percent(before)} | {percent(after)} | {'—' if seeds is None else seeds} |")
     return "\n".join(lines) + "\n"
 
 
@@ -386,7 +386,7 @@ def interval_table(
 
 def format_interval_table(rows: Sequence[tuple[int, list[tuple[int, float, float]]]]) -> str:
     """A Markdown table: seeds per run, then 'passed of N: [low, high]' per observed share."""
-    header = " | ".join(f"{_percent(passed / rows[0][0])} passed: 95% interval" for passed, _, _ in rows[0][1])
+    header = " | ".join(f"{percent(passed / rows[0][0])} passed: 95% interval" for passed, _, _ in rows[0][1])
     lines = [f"| seeds per run | {header} |", "|---" * (1 + len(rows[0][1])) + "|"]
     for n, cells in rows:
         shown = [f"{passed} of {n}: {low:.0%}-{high:.0%}" for passed, low, high in cells]

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from harness.common.rate_statistics import DEFAULT_ALPHA, mean_interval, rate_drop_p_value, wilson_interval
+from harness.common.rate_statistics import DEFAULT_ALPHA, mean_interval, percent, rate_drop_p_value, wilson_interval
 from harness.judging.formats import ordered_sections
 
 if TYPE_CHECKING:
@@ -192,11 +192,6 @@ class CaseRate:
 def _rounded(value: float | None, digits: int | None) -> float | None:
     """As it is, or rounded to ``digits`` (a baseline's 4: no churn in its diffs)."""
     return value if value is None or digits is None else round(value, digits)
-
-
-def percent(share: float) -> str:
-    """0.625 -> '62.5%', 0.75 -> '75%': one decimal where it matters, so a rate never reads as its neighbour's."""
-    return f"{share * 100:.1f}".removesuffix(".0") + "%"
 
 
 def case_rate(file: str, case: str, seeds: Iterable[SeedResult], min_pass_rate: float | None = None) -> CaseRate:

@@ -12,9 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from harness.common.json_input import shown
+from harness.common.rate_statistics import percent
 from harness.judging.formats import judge_columns
 from harness.judging.judge import Verdict
-from harness.reports.case_rates import CaseRate, case_rates, percent
+from harness.reports.case_rates import CaseRate, case_rates
 from harness.reports.markup import Markup, href, html, join
 from harness.reports.records import Record, Refusal
 from harness.reports.run_images import ImageRefused, RunImage, run_image

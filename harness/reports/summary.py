@@ -9,8 +9,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from harness.common.rate_statistics import percent
 from harness.judging.formats import ordered_sections
-from harness.reports.case_rates import percent
 from harness.reports.markup import Markup, html, join
 
 if TYPE_CHECKING:

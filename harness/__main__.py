@@ -225,18 +225,12 @@ def main(argv: list[str] | None = None) -> int:
     except CompareError as exc:
         print(f"python -m harness compare: {exc}", file=sys.stderr)
         return 2
-    counts = ", ".join(
-        f"{comparison.count(s)} {s}"
-        for s in ("regressed", "improved", "unchanged", "not comparable", "only in A", "only in B")
-    )
-    nondeterministic = comparison.count("nondeterministic")
-    if nondeterministic:  # only then: the line's format predates the status
-        counts += f", {nondeterministic} nondeterministic"
+    from harness.reports.baseline import status_counts
+
+    shown = ("regressed", "improved", "unchanged", "not comparable", "only in A", "only in B", "nondeterministic")
+    counts = status_counts({status: comparison.count(status) for status in shown})
     case_statuses = [row.status for row in comparison.cases]
-    case_counts = ", ".join(
-        f"{case_statuses.count(s)} {s}"
-        for s in ("regressed", "improved", "unchanged", "not comparable", "only in A", "only in B")
-    )
+    case_counts = status_counts({status: case_statuses.count(status) for status in shown})
     print(f"{args.output}: {len(comparison.rows)} items: {counts}; {len(comparison.cases)} cases: {case_counts}")
     return _refused("compare", comparison.refusals)
 

@@ -24,6 +24,7 @@ from harness.reports.baseline import (
     item_key,
     read_baseline_dir,
     save_baseline,
+    status_counts,
     validate_name,
 )
 from harness.reports.case_rates import CaseDrift, CaseRate, compare_rates
@@ -55,11 +56,6 @@ def baseline_counts(
 
 
 _WORST_FIRST = ("regressed", "nondeterministic", "improved", "new", "unchanged")
-
-
-def status_counts(counts: dict[str, int]) -> str:
-    """'1 regressed, 2 improved, 40 unchanged, 3 new', and 'N nondeterministic' only when there are any."""
-    return ", ".join(f"{count} {status}" for status, count in counts.items() if count or status != "nondeterministic")
 
 
 def add_options(parser: pytest.Parser) -> None:

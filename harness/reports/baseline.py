@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
@@ -49,6 +49,12 @@ _EPSILON = 1e-9  # so that a drop of exactly the tolerance passes despite float 
 # "nondeterministic": the image's inputs are unchanged (same cache key) but its scores moved: the pipeline
 # did not give the same pixels again, which is not a regression of the prompt or the model.
 STATUSES = ("regressed", "improved", "unchanged", "nondeterministic", "new")
+
+
+def status_counts(counts: Mapping[str, int]) -> str:
+    """'1 regressed, 2 improved, 40 unchanged, 3 new' in the order given; 'N nondeterministic' only when there are
+    any (the line's format predates that status, and scripts read it)."""
+    return ", ".join(f"{count} {status}" for status, count in counts.items() if count or status != "nondeterministic")
 
 
 class BaselineError(Exception):

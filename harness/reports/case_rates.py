@@ -269,10 +269,6 @@ class ScoreMove:
     before: ScoreSummary
     after: ScoreSummary
 
-    @property
-    def delta(self) -> float:
-        return self.after.mean - self.before.mean
-
 
 @dataclass(frozen=True)
 class CaseDrift:

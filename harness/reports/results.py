@@ -141,10 +141,6 @@ class ResultsWriter:
             f'  "cases": {cases}\n}}\n'
         )
 
-    def cases(self) -> list[dict[str, Any]]:
-        """The `cases` list: one entry per case with a seed that ran (harness.reports.case_rates)."""
-        return [json.loads(entry) for entry in map(self._case_encoding, self._case_ids) if entry is not None]
-
     def _case_encoding(self, key: tuple[str, str]) -> str | None:
         if key not in self._case_encoded:
             from harness.reports.case_rates import case_entry

@@ -111,6 +111,15 @@ class ImageCache:
             touch(path)  # for `python -m harness cache --prune-unused-days`
         return image
 
+    def peek(self, key: str) -> Image.Image | None:
+        """The cached image for ``key`` if there is a sound one, changing nothing on disk (for review pages, which
+        show cached images and must not count as a use, nor delete what they cannot read)."""
+        try:
+            data = self.path_for(key).read_bytes()
+        except OSError:
+            return None
+        return _verified_image(data, key)
+
     def put(self, key: str, image: Image.Image, meta: dict[str, Any]) -> Path | None:
         """Store ``image`` (8-bit RGB) under ``key``, replacing any entry, and return its path.
 

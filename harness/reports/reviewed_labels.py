@@ -131,9 +131,12 @@ def labels_text(labels: Iterable[HumanLabel]) -> str:
     )
 
 
-def record_labels(path: Path, new: Iterable[HumanLabel]) -> dict[LabelKey, HumanLabel]:
-    """Add ``new`` to the file (a label with the same key replaces the old one), written atomically."""
+def record_labels(path: Path, new: Iterable[HumanLabel], forget: Iterable[LabelKey] = ()) -> dict[LabelKey, HumanLabel]:
+    """Add ``new`` to the file (a label with the same key replaces the old one) and drop the ``forget`` keys (a
+    person took their verdict back), written atomically; the labels now in the file."""
     labels = read_labels(path)
+    for key in forget:
+        labels.pop(key, None)
     labels.update((label.key, label) for label in new)
     atomic_write_text(path, labels_text(labels.values()))
     return labels

@@ -68,7 +68,10 @@ class _Refused(Exception):
 
 class _Handler(BaseHTTPRequestHandler):
     server: ReviewServer
-    protocol_version = "HTTP/1.1"
+    # One request per connection: a browser's idle keep-alive connection would otherwise hold its handler thread,
+    # and stopping (which waits for every handler, so that no decision is cut short) would wait for it forever.
+    protocol_version = "HTTP/1.0"
+    timeout = 30  # a client that stops sending mid-request does not hold the server's stop either
     server_version = "t2i-review"
     sys_version = ""
 

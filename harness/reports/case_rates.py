@@ -40,11 +40,18 @@ def seed_result(record: Record) -> SeedResult | None:
     """The seed's result, or None when it was not run (skipped).
 
     A seed passes when every check its case declares passed on its own image: a check left unscored sets the
-    record's fault, and an item that errored (a missing model) ran no check, so both count as failed seeds.
+    record's fault, and an item that errored (a missing model) ran no check, so both count as failed seeds. A
+    judge the run let a human verdict override (--t2i-human-verdicts override) counts as the human decided.
     """
+    from harness.reports.human_verdicts import decided_passed
+
     if record.outcome in _NOT_RUN:
         return None
-    passed = record.fault is None and bool(record.verdicts) and all(v.passed for v in record.verdicts.values())
+    passed = (
+        record.fault is None
+        and bool(record.verdicts)
+        and all(decided_passed(section, verdict, record.human) for section, verdict in record.verdicts.items())
+    )
     return SeedResult(record.seed, passed and record.outcome != "error", record.verdicts)
 
 

@@ -251,6 +251,20 @@ def test_notes_compare_the_human_verdict_with_this_runs_judge() -> None:
     assert notes_for(None, {"clip": verdict(True)}, override=True) == {}
 
 
+def test_a_label_given_on_another_check_of_the_same_image_is_not_applied() -> None:
+    from dataclasses import replace
+
+    from harness.judging.formats import comparison_digest
+
+    checked = Verdict("CLIP", True, explanation="table", comparable="labels: an owl | a hawk")
+    same = replace(human_label("fail"), check=comparison_digest("labels: an owl | a hawk"))
+    edited = replace(human_label("fail"), check=comparison_digest("labels: an owl | a falcon"))
+    assert list(notes_for({"clip": same}, {"clip": checked}, override=True)) == ["clip"]
+    assert notes_for({"clip": edited}, {"clip": checked}, override=True) == {}
+    # Labels written without a check digest (a judge without a comparison key) apply to the image as before.
+    assert list(notes_for({"clip": human_label("fail")}, {"clip": checked}, override=True)) == ["clip"]
+
+
 def record_json(**extra: Any) -> dict[str, Any]:
     base = {
         "id": "a.yaml::owl[seed=0]",

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from harness.common.rate_statistics import DEFAULT_ALPHA, mean_interval, percent, rate_drop_p_value, wilson_interval
-from harness.judging.formats import ordered_sections
+from harness.judging.formats import comparison_digest, ordered_sections
 
 if TYPE_CHECKING:
     from harness.judging.judge import Verdict
@@ -209,7 +209,7 @@ def case_rate(file: str, case: str, seeds: Iterable[SeedResult], min_pass_rate: 
     comparable: dict[str, str | None] = {}
     for seed in seeds:
         for section, verdict in seed.verdicts.items():
-            comparable.setdefault(section, _comparison_key(verdict.comparable))
+            comparable.setdefault(section, comparison_digest(verdict.comparable))
             for score in verdict.scores:
                 key = (section, score.name)
                 values.setdefault(key, []).append(score.value)
@@ -236,13 +236,6 @@ def case_rate(file: str, case: str, seeds: Iterable[SeedResult], min_pass_rate: 
         scores=scores,
         comparable={section: comparable[section] for section in ordered_sections(comparable)},
     )
-
-
-def _comparison_key(comparable: str | None) -> str | None:
-    """A short digest of a verdict's comparison key (CLIP's labels): baselines keep it, and it reads well in diffs."""
-    import hashlib
-
-    return None if comparable is None else hashlib.sha256(comparable.encode("utf-8", "surrogatepass")).hexdigest()[:16]
 
 
 def by_case(records: Iterable[Record]) -> dict[tuple[str, str], list[Record]]:

@@ -120,7 +120,7 @@ def notes_for(
     notes = {}
     for section, verdict in verdicts.items():
         label = (labels or {}).get(section)
-        if label is None:
+        if label is None or not label.applies_to(verdict):  # given on another check of the same image
             continue
         agrees = label.passed == verdict.passed
         notes[section] = HumanNote(

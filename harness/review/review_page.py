@@ -87,14 +87,10 @@ def unit_section(state: ReviewState, unit: ReviewUnit, token: str) -> Markup:
     if unit.gated and unit.rate is not None:
         before = unit.case_drift.before if unit.case_drift is not None else None
         rate = html(
-            '<p class="rate">Pass rate {} of {} seeds ({}), gate {}; baseline: {}</p>',
-            unit.rate.seeds_passed,
-            unit.rate.seeds_run,
-            percent(unit.rate.pass_rate),
-            percent(first.min_pass_rate),
-            "none"
-            if before is None
-            else html("{} of {} ({})", before.seeds_passed, before.seeds_run, percent(before.pass_rate)),
+            '<p class="rate">{}; gate {}. Baseline: {}</p>',
+            unit.rate.describe(),
+            percent(first.min_pass_rate or 0.0),
+            "none" if before is None else before.describe(),
         )
     sections = unit_sections(unit)
     return html(

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.common.json_input import Fields, JsonInputError, ShapeError, boolean, list_of, obj, text
-from harness.judging.formats import ordered_sections
+from harness.judging.formats import comparison_digest, ordered_sections
 from harness.reports.baseline import (
     BASELINES_DIR,
     DEFAULT_TOLERANCE,
@@ -280,8 +280,9 @@ class ReviewState:
     def _labels_on(self, record: Record) -> dict[str, HumanLabel]:
         return {
             section: label
-            for section in record.verdicts
+            for section, verdict in record.verdicts.items()
             if (label := self.labels.get((record.file, record.case, record.seed, section, str(record.cache_key))))
+            and label.applies_to(verdict)
         }
 
     def _rate(self, unit: ReviewUnit) -> None:
@@ -390,7 +391,8 @@ class ReviewState:
 
     def _label(self, item: ReviewItem, section: str, decision: str) -> HumanLabel:
         record = item.record
-        judge_verdict = "pass" if record.verdicts[section].passed else "fail"
+        verdict = record.verdicts[section]
+        judge_verdict = "pass" if verdict.passed else "fail"
         human = judge_verdict if decision != "judge_wrong" else ("fail" if judge_verdict == "pass" else "pass")
         return HumanLabel(
             record.file,
@@ -403,6 +405,7 @@ class ReviewState:
             decision,
             self.reviewer,
             now(),
+            comparison_digest(verdict.comparable),
         )
 
 

@@ -15,6 +15,7 @@ from harness.reports.image_diff import (
     difference_heatmap,
     difference_stats,
     heatmap_png,
+    heatmap_png_with_stats,
     ramp_colours,
     ramp_css_gradient,
 )
@@ -104,9 +105,9 @@ def test_a_thumbnail_heatmap_keeps_each_blocks_largest_difference() -> None:
 
 def test_heatmap_png_is_the_heatmap_as_a_paletted_png() -> None:
     a, b = _noise(32, 16, 1), _noise(32, 16, 2)
-    data, stats = heatmap_png(a, b)
+    data, stats = heatmap_png_with_stats(a, b)
     image, same = difference_heatmap(a, b)
-    assert stats == same and data.startswith(b"\x89PNG\r\n\x1a\n")
+    assert stats == same and data == heatmap_png(a, b) and data.startswith(b"\x89PNG\r\n\x1a\n")
     with Image.open(io.BytesIO(data)) as decoded:
         assert decoded.format == "PNG" and decoded.mode == "P" and decoded.size == (32, 16)
         assert _pixels(decoded) == _pixels(image)

@@ -116,11 +116,11 @@ def _image_cell(item: SideItem | None, kind: str, panel: str | None) -> Markup:
 
 def _pair_views(a: SideItem, b: SideItem, options: ViewOptions) -> tuple[Markup, DiffStats | None, str | None]:
     """The wipe and the heatmap of two images, or why there are none; with the stats, or the size mismatch."""
-    from harness.reports.image_diff import SizeMismatch, heatmap_png
+    from harness.reports.image_diff import SizeMismatch, heatmap_png_with_stats
 
     assert a.source is not None and b.source is not None and a.thumb_size is not None
     try:
-        heatmap, stats = heatmap_png(a.source.pixels, b.source.pixels, fit=options.image_px)
+        heatmap, stats = heatmap_png_with_stats(a.source.pixels, b.source.pixels, fit=options.image_px)
     except SizeMismatch as exc:
         (wa, ha), (wb, hb) = exc.size_a, exc.size_b
         why = f"No overlay or difference: the images differ in size ({wa}x{ha} and {wb}x{hb})."
@@ -197,7 +197,7 @@ def _full_panel(
                 figures.append(_full_figure(item, css, name, mode))
     if stats is not None and not stats.identical and a is not None and b is not None:
         assert a.source is not None and b.source is not None
-        heatmap, _ = heatmap_png(a.source.pixels, b.source.pixels)
+        heatmap = heatmap_png(a.source.pixels, b.source.pixels)
         figures.append(_heatmap_figure(_png_uri(heatmap), stats, None, "t2i-heat t2i-full-diff"))
     note = html("<p>{}</p>", mismatch) if mismatch else Markup()
     return html(

@@ -101,8 +101,14 @@ def difference_heatmap(a: Image, b: Image, fit: int | None = None) -> tuple[Imag
     return _paletted(indices).convert("RGB"), stats
 
 
-def heatmap_png(a: Image, b: Image, fit: int | None = None) -> tuple[bytes, DiffStats]:
-    """``difference_heatmap`` as PNG bytes (a paletted PNG of the ramp's 256 colours: small, exact)."""
+def heatmap_png(a: Image, b: Image, fit: int | None = None) -> bytes:
+    """``difference_heatmap``'s image as PNG bytes (paletted: the ramp's 256 colours, exact and small), e.g. to
+    serve; SizeMismatch (a ValueError) when the sizes differ."""
+    return heatmap_png_with_stats(a, b, fit)[0]
+
+
+def heatmap_png_with_stats(a: Image, b: Image, fit: int | None = None) -> tuple[bytes, DiffStats]:
+    """``heatmap_png`` and the full-size statistics, from one pass over the pixels."""
     indices, stats = _heatmap_indices(a, b, fit)
     buffer = io.BytesIO()
     _paletted(indices).save(buffer, format="PNG", optimize=True)

@@ -393,7 +393,7 @@ def test_compare_shows_wipe_heatmap_full_size_parameters_and_verdicts(
     # Identical pixels: said in words, no heatmap or wipe; the full-size panel shows the one image once.
     row = _row(tree, "same")
     assert row.find(".//p[@class='t2i-identical']") is not None
-    assert "A and B are the same image (the same sha256 in both records) (64x64)" in _text(row)
+    assert "A and B are the same 64x64 image, with the same sha256 in both records:" in _text(row)
     assert row.find(".//div[@class='t2i-wipe']") is None and row.find(".//figure[@class='t2i-heat']") is None
     assert [img.get("class") for img in row.find(".//div[@class='t2i-full']").iter("img")] == ["t2i-full-a"]  # type: ignore[union-attr]
     assert _differing(row) == set()

@@ -126,13 +126,13 @@ def _pair_views(a: SideItem, b: SideItem, options: ViewOptions) -> tuple[Markup,
         why = f"No overlay or difference: the images differ in size ({wa}x{ha} and {wb}x{hb})."
         return html('<p class="t2i-no-diff">{}</p>', why), None, why
     if stats.identical:
-        same = " (the same sha256 in both records)" if _sha(a) is not None and _sha(a) == _sha(b) else ""
+        same = ", with the same sha256 in both records" if _sha(a) is not None and _sha(a) == _sha(b) else ""
         views = html(
             '<p class="t2i-identical" data-identical="true">identical pixels</p><p><small>A and B are the same '
-            "image{} ({}x{}): nothing to overlay or tell apart.</small></p>",
-            same,
+            "{}x{} image{}: nothing to overlay or tell apart.</small></p>",
             stats.width,
             stats.height,
+            same,
         )
         return views, stats, None
     (width, height), thumb_a, thumb_b = a.thumb_size, a.image, b.image

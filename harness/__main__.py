@@ -42,6 +42,7 @@ def _pixels(text: str) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from harness.commands.compare import DEFAULT_IMAGE_PX
+    from harness.commands.compare_views import DEFAULT_FULL_SIZE, FULL_SIZE_MODES
 
     parser = argparse.ArgumentParser(prog="python -m harness", description="t2i-harness tools.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -72,6 +73,14 @@ def build_parser() -> argparse.ArgumentParser:
         type=_pixels,
         default=DEFAULT_IMAGE_PX,
         help="longest side of the embedded images. Default: %(default)s",
+    )
+    compare.add_argument(
+        "--full-size",
+        choices=FULL_SIZE_MODES,
+        default=DEFAULT_FULL_SIZE,
+        help="how each item's full-size view embeds its images: jpeg (full resolution, quality 92), png (the "
+        "runs' own PNG files, exact, several times heavier) or none (no full-size view: the lightest page). "
+        "Default: %(default)s",
     )
     review = commands.add_parser(
         "review",
@@ -296,7 +305,9 @@ def main(argv: list[str] | None = None) -> int:
     from harness.commands.compare import CompareError, write_comparison
 
     try:
-        comparison = write_comparison(args.run_a, args.run_b, args.output, args.tolerance, args.image_px)
+        comparison = write_comparison(
+            args.run_a, args.run_b, args.output, args.tolerance, args.image_px, args.full_size
+        )
     except CompareError as exc:
         print(f"python -m harness compare: {exc}", file=sys.stderr)
         return 2

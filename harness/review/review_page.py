@@ -171,12 +171,14 @@ def _item(state: ReviewState, unit: ReviewUnit, item: ReviewItem, sections: list
 <div class="overlay"><img src="{base}" alt="baseline"><img class="top" src="{now}" alt="this run">
 <input type="range" min="0" max="100" value="50" aria-label="overlay: share of this run's image shown"></div>
 <figure class="heat"><img src="{heat}" alt="difference heatmap"><figcaption>per-pixel largest channel difference,
-black = identical (scaled so the largest difference is full scale)</figcaption></figure>
+black = identical, scaled so the largest difference is full scale: <span class="stats" data-src="{stats}"></span>
+</figcaption></figure>
 </div>""",
             index=item.index,
             base=_url(f"/cached/{state.baseline_image_key(item)}.png", token),
             now=_url(f"/run/{record.image}", token),
             heat=_url(f"/diff/{item.index}.png", token),
+            stats=_url(f"/diff/{item.index}.json", token),
         )
     judges = join(
         (_judge_row(item, section, position) for position, section in enumerate(sections, start=1)),

@@ -36,7 +36,7 @@ _SECURITY_HEADERS = {
     "Cache-Control": "no-store",
     "X-Frame-Options": "DENY",
 }
-_DIFF_ROUTE = re.compile(r"/diff/(\d{1,9})\.png\Z")
+_DIFF_ROUTE = re.compile(r"/diff/(\d{1,9})\.(png|json)\Z")
 _CACHED_ROUTE = re.compile(r"/cached/([0-9a-f]{64})\.png\Z")
 
 
@@ -141,7 +141,10 @@ class _Handler(BaseHTTPRequestHandler):
         if match := _CACHED_ROUTE.match(path):
             return self._cached_image(match.group(1)), "image/png"
         if match := _DIFF_ROUTE.match(path):
-            return self._heatmap(int(match.group(1))), "image/png"
+            png, stats = self._heatmap(int(match.group(1)))
+            if match.group(2) == "png":
+                return png, "image/png"
+            return json.dumps({"stats": stats}).encode("utf-8"), "application/json"
         raise _Refused(HTTPStatus.NOT_FOUND, f"not found: {path}")
 
     def _run_image(self, relative: str) -> bytes:
@@ -161,8 +164,9 @@ class _Handler(BaseHTTPRequestHandler):
             raise _Refused(HTTPStatus.NOT_FOUND, f"refused: no baseline image {key} on this page")
         return _png(image)
 
-    def _heatmap(self, index: int) -> bytes:
-        from harness.reports.image_diff import heatmap_png
+    def _heatmap(self, index: int) -> tuple[bytes, str]:
+        """The difference heatmap of an item's image against the baseline's, and its numbers in a sentence."""
+        from harness.reports.image_diff import SizeMismatch, heatmap_png_with_stats
         from harness.reports.run_images import ImageRefused, run_image
 
         state = self.server.state
@@ -172,13 +176,16 @@ class _Handler(BaseHTTPRequestHandler):
         if item is None or key is None or item.record.image is None or state.cache is None:
             raise _Refused(HTTPStatus.NOT_FOUND, f"refused: no difference view {index} on this page")
         before = state.cache.peek(key)
-        try:
-            now = run_image(state.run.run_dir, item.record.image).pixels
-        except (ImageRefused, OSError) as exc:
-            raise _Refused(HTTPStatus.NOT_FOUND, f"refused: the image {item.record.image!r} {exc}") from None
         if before is None:
             raise _Refused(HTTPStatus.NOT_FOUND, f"refused: the baseline image {key} is no longer in the cache")
-        return heatmap_png(before, now)
+        try:
+            now = run_image(state.run.run_dir, item.record.image).pixels
+            png, stats = heatmap_png_with_stats(before, now)
+        except (ImageRefused, OSError) as exc:
+            raise _Refused(HTTPStatus.NOT_FOUND, f"refused: the image {item.record.image!r} {exc}") from None
+        except SizeMismatch as exc:  # a per-pixel difference of a resized image would measure the resizing
+            raise _Refused(HTTPStatus.CONFLICT, f"no difference view: {exc}") from None
+        return png, stats.describe()
 
     # -- deciding -----------------------------------------------------------------------------
 

@@ -129,6 +129,14 @@ const MODES = ["side", "overlay", "heat"];
 
 function setMode(diff, mode) {
   for (const name of MODES) diff.classList.toggle(`mode-${name}`, name === mode);
+  const stats = diff.querySelector(".stats");
+  if (mode === "heat" && stats && !stats.textContent) showStats(stats);
+}
+
+async function showStats(stats) {
+  // The numbers are computed when first asked for: a page of many items never decodes every pair up front.
+  const response = await fetch(stats.dataset.src);
+  stats.textContent = response.ok ? (await response.json()).stats : await response.text();
 }
 
 function nextMode(unit) {

@@ -118,6 +118,14 @@ def build_parser() -> argparse.ArgumentParser:
         f"ROOT/{DEFAULT_CACHE_DIR}",
     )
     review.add_argument(
+        "--images-from",
+        type=Path,
+        default=None,
+        metavar="RUN_DIR",
+        help="another run's report dir (the one the baseline was saved from, say) where baseline images are looked up "
+        "by cache key before the image cache",
+    )
+    review.add_argument(
         "--tolerance",
         type=_fraction,
         default=None,
@@ -200,7 +208,9 @@ def _review(args: argparse.Namespace) -> int:
     root = args.root
     cache_dir = args.cache_dir if args.cache_dir is not None else root / DEFAULT_CACHE_DIR
     try:
-        state = ReviewState.load(args.run_dir, root, args.baseline, args.tolerance, reviewer(root), cache_dir)
+        state = ReviewState.load(
+            args.run_dir, root, args.baseline, args.tolerance, reviewer(root), cache_dir, args.images_from
+        )
     except ReviewError as exc:
         print(f"python -m harness review: {exc}", file=sys.stderr)
         return 2

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -60,6 +61,7 @@ def reviewed(pytester: pytest.Pytester, run_args: list[str], clip_labels: Labels
     suite.write_text(_suite(clip_labels, changed=False))
     pytester.runpytest("suite.yaml", "--t2i-save-baseline=main", *run_args).assert_outcomes(passed=3)
     saved_first = (pytester.path / BASELINE).read_text()
+    shutil.copytree(pytester.path / "reports", pytester.path / "reports-first")  # the run the baseline came from
     suite.write_text(_suite(clip_labels, changed=True))
     pytester.runpytest("suite.yaml", "--t2i-baseline=main", *run_args).assert_outcomes(passed=1, failed=2)
     records = {r["case"]: r for r in json.loads((pytester.path / "reports/results.json").read_text())["results"]}
@@ -280,6 +282,27 @@ def test_ctrl_c_stops_the_server_with_nothing_half_written(reviewed: Reviewed) -
     assert "Traceback" not in err and "stopping" in err
     assert [p.name for p in (reviewed.root / "baselines").rglob(".*")] == []  # no temp file left
     assert len(read_labels(reviewed.root / "baselines" / LABELS_FILE)) == 1
+
+
+def test_baseline_images_come_from_the_run_it_was_saved_from_or_the_cache(reviewed: Reviewed) -> None:
+    from PIL import Image
+
+    first = {r["case"]: r for r in json.loads((reviewed.root / "reports-first/results.json").read_text())["results"]}
+    for cache, images_from, source in [
+        (None, reviewed.root / "reports-first", "from " + str(reviewed.root / "reports-first")),
+        (reviewed.cache, None, "from the image cache"),
+    ]:
+        state = ReviewState.load(reviewed.root / "reports", reviewed.root, "main", None, "me", cache, images_from)
+        items = {item.record.case: item for item in state.items_by_index.values()}
+        key = items["owl"].before_image
+        assert key == first["owl"]["cache_key"] and state.baseline_image_source(key) == source
+        shown = state.baseline_image(key)
+        with Image.open(reviewed.root / "reports-first" / first["owl"]["image"]) as expected:
+            assert shown is not None and shown.tobytes() == expected.convert("RGB").tobytes()
+        # fox kept its image (same cache key): nothing to show but this run's; and no key off the page is served.
+        assert items["fox"].before_image is None and state.baseline_image(first["fox"]["cache_key"]) is None
+    nowhere = ReviewState.load(reviewed.root / "reports", reviewed.root, "main", None, "me", None, None)
+    assert all(item.before_image is None for item in nowhere.items_by_index.values())
 
 
 def test_a_review_without_a_run_or_a_baseline_to_write_is_one_message(

@@ -221,9 +221,10 @@ def _baseline_figure(state: ReviewState, item: ReviewItem, token: str) -> Markup
         return html('<figure class="before missing"><figcaption>baseline image</figcaption><p>{}</p></figure>', why)
     url = _url(f"/cached/{key}.png", token)
     return html(
-        '<figure class="before"><figcaption>baseline (from the image cache)</figcaption><a href="{0}" target="_blank" '
+        '<figure class="before"><figcaption>baseline ({1})</figcaption><a href="{0}" target="_blank" '
         'class="full"><img src="{0}" alt="the baseline\'s image"></a></figure>',
         url,
+        state.baseline_image_source(key),
     )
 
 

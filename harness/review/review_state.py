@@ -15,7 +15,7 @@ import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness.common.json_input import Fields, JsonInputError, ShapeError, boolean, list_of, obj, text
 from harness.judging.formats import comparison_digest, ordered_sections
@@ -47,6 +47,9 @@ from harness.reports.reviewed_labels import (
     read_labels,
     record_labels,
 )
+
+if TYPE_CHECKING:
+    from PIL.Image import Image
 
 ACTIONS = ("accept", "reject", "judge_wrong")
 MAX_DECISIONS = 100_000  # one post: "accept all shown" on a very large run, still a bounded body
@@ -163,12 +166,18 @@ class ReviewState:
         tolerance: float,
         reviewer: str,
         cache_dir: Path | None = None,
+        images_from: RunResults | None = None,
     ) -> None:
         from harness.generation.image_cache import ImageCache
 
         self.root = root
-        # The baseline's images: a baseline keeps scores only, but its entries name their images' cache keys.
+        # The baseline's images: a baseline keeps scores only, but its entries name their images' cache keys, found
+        # in the image cache or in another run (the one the baseline was saved from, say) that made the same image.
         self.cache = ImageCache(cache_dir) if cache_dir is not None else None
+        self.images_from = images_from
+        self._other_images = (
+            {r.cache_key: r.image for _, r in images_from.records if r.cache_key and r.image} if images_from else {}
+        )
         self.run = run
         self.name = name
         self.baseline = baseline
@@ -194,6 +203,7 @@ class ReviewState:
         tolerance: float | None,
         reviewer: str,
         cache_dir: Path | None = None,
+        images_from: Path | None = None,
     ) -> ReviewState:
         results = run_dir / RESULTS_FILE if run_dir.is_dir() else run_dir
         if not results.is_file():
@@ -205,6 +215,15 @@ class ReviewState:
             run = read_results(results)
         except JsonInputError as exc:
             raise ReviewError(f"{exc}. Run pytest again to write a new one.") from None
+        other = None
+        if images_from is not None:
+            found = images_from / RESULTS_FILE if images_from.is_dir() else images_from
+            try:
+                other = read_results(found)
+            except JsonInputError as exc:
+                raise ReviewError(
+                    f"--images-from: {exc}. Give the report dir of the run the baseline came from."
+                ) from None
         name = cls._baseline_name(root, run, name)
         folder = root / BASELINES_DIR / name
         try:
@@ -223,6 +242,7 @@ class ReviewState:
             DEFAULT_TOLERANCE if tolerance is None else tolerance,
             reviewer,
             cache_dir,
+            other,
         )
 
     @staticmethod
@@ -301,20 +321,41 @@ class ReviewState:
         return self.default_tolerance
 
     def _before_image(self, record: Record, before: ItemScores | None) -> str | None:
-        if self.cache is None or before is None or before.cache_key in (None, record.cache_key):
+        if before is None or before.cache_key in (None, record.cache_key):
+            return None
+        key = str(before.cache_key)
+        if key in self._other_images:
+            return key
+        if self.cache is None:
             return None
         try:
-            path = self.cache.path_for(str(before.cache_key))
+            path = self.cache.path_for(key)
         except ValueError:  # a baseline file's cache_key is untrusted text: only a hex digest names a file
             return None
-        return before.cache_key if path.is_file() else None
+        return key if path.is_file() else None
+
+    def baseline_image(self, key: str) -> Image | None:
+        """A baseline image the page shows (no other key): from the other run (--images-from), else the cache."""
+        if key not in self._known_images:
+            return None
+        if key in self._other_images and self.images_from is not None:
+            from harness.reports.run_images import ImageRefused, run_image
+
+            try:
+                return run_image(self.images_from.run_dir, self._other_images[key]).pixels
+            except (ImageRefused, OSError):
+                return None
+        return self.cache.peek(key) if self.cache is not None else None
+
+    def baseline_image_source(self, key: str) -> str:
+        return (
+            f"from {self.images_from.run_dir}"
+            if key in self._other_images and self.images_from
+            else "from the image cache"
+        )
 
     def baseline_image_key(self, item: ReviewItem) -> str | None:
         return item.before_image
-
-    def known_image_keys(self) -> set[str]:
-        """The cache keys the page may show: the baseline images it links, nothing else from the cache."""
-        return self._known_images
 
     def unit(self, uid: str) -> ReviewUnit:
         found = next((unit for unit in self.units if unit.uid == uid), None)

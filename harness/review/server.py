@@ -158,8 +158,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _cached_image(self, key: str) -> bytes:
         state = self.server.state
         with state.lock:
-            known = key in state.known_image_keys()
-        image = state.cache.peek(key) if known and state.cache is not None else None
+            image = state.baseline_image(key)
         if image is None:
             raise _Refused(HTTPStatus.NOT_FOUND, f"refused: no baseline image {key} on this page")
         return _png(image)
@@ -173,11 +172,11 @@ class _Handler(BaseHTTPRequestHandler):
         with state.lock:
             item = state.items_by_index.get(index)
             key = state.baseline_image_key(item) if item is not None else None
-        if item is None or key is None or item.record.image is None or state.cache is None:
+            before = state.baseline_image(key) if key is not None else None
+        if item is None or key is None or item.record.image is None:
             raise _Refused(HTTPStatus.NOT_FOUND, f"refused: no difference view {index} on this page")
-        before = state.cache.peek(key)
         if before is None:
-            raise _Refused(HTTPStatus.NOT_FOUND, f"refused: the baseline image {key} is no longer in the cache")
+            raise _Refused(HTTPStatus.NOT_FOUND, f"refused: the baseline image {key} can no longer be read")
         try:
             now = run_image(state.run.run_dir, item.record.image).pixels
             png, stats = heatmap_png_with_stats(before, now)

@@ -321,7 +321,12 @@ class CaseDrift:
                 f"baseline {name!r}: mean {move.after.label} went from {move.before.mean:.4f} to "
                 f"{move.after.mean:.4f}{where}, worse by more than the tolerance {self.tolerance:g} beyond its interval"
             )
-        if not lines:
+        for move in self.rose:  # say which mean improved: the rates alone may not have moved at all
+            lines.append(
+                f"baseline {name!r}: mean {move.after.label} went from {move.before.mean:.4f} to "
+                f"{move.after.mean:.4f}, better by more than the tolerance {self.tolerance:g} beyond its interval"
+            )
+        if not lines or self.status == "improved":
             words = {"unchanged": "no change beyond chance and", "improved": "improved beyond chance or"}[self.status]
             lines.append(
                 f"baseline {name!r}: {words} the tolerance {self.tolerance:g}: {before.describe()} then, "

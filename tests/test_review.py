@@ -140,13 +140,23 @@ def test_keyboard_accept_and_reject_write_the_baseline_entry_and_the_labels(
     page.wait_for_function(
         "() => document.querySelector('section[data-uid=\"suite.yaml::fox[seed=0]\"]').dataset.decision === 'reject'"
     )
+    # Bulk: the "unchanged" filter shows steady and the accepted owl; "Accept all shown" asks, then accepts both.
+    page.check("input[name=filter][value=unchanged]")
+    shown = page.eval_on_selector_all("section.unit:not([hidden])", "s => s.map(u => u.dataset.uid)")
+    assert shown == ["suite.yaml::owl[seed=0]", "suite.yaml::steady[seed=0]"]
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.click("#accept-shown")
+    page.wait_for_function(
+        "() => document.querySelector('section[data-uid=\"suite.yaml::steady[seed=0]\"]').dataset.decision === 'accept'"
+    )
     assert problems == []
 
     # The labels: the acceptance and the rejection, one entry per case, seed, judge and image cache key.
     labels = read_labels(reviewed.root / "baselines" / LABELS_FILE)
     records = {r["case"]: r for r in json.loads((reviewed.root / "reports/results.json").read_text())["results"]}
     by_case = {label.case: label for label in labels.values()}
-    assert sorted(by_case) == ["fox", "owl"] and len(labels) == 2
+    assert sorted(by_case) == ["fox", "owl", "steady"] and len(labels) == 3
+    assert by_case["steady"].decision == "accept"
     assert by_case["fox"].decision == "reject" and by_case["fox"].judge == "clip"
     assert by_case["fox"].cache_key == records["fox"]["cache_key"] and by_case["fox"].verdict == "fail"
     assert by_case["owl"].decision == "accept" and by_case["owl"].by == "Test Reviewer <t@example.org>"
@@ -169,13 +179,13 @@ def test_keyboard_accept_and_reject_write_the_baseline_entry_and_the_labels(
     again = {r["case"]: r for r in json.loads((reviewed.root / "reports/results.json").read_text())["results"]}
     assert again["owl"]["baseline"]["status"] == "unchanged"  # accepted
     assert again["fox"]["human"]["clip"]["decision"] == "reject" and again["fox"]["human"]["clip"]["agrees"]
-    assert again["owl"]["human"]["clip"]["decision"] == "accept" and again["steady"]["human"] is None
+    assert again["owl"]["human"]["clip"]["decision"] == "accept" and again["steady"]["human"]["clip"]["agrees"]
     report = chromium.new_page()
     report.goto((reviewed.root / "reports/report.html").as_uri())
     agreement = report.eval_on_selector_all(
         "#t2i-human-agreement tbody tr", "rows => rows.map(r => Array.from(r.cells).map(c => c.textContent))"
     )
-    assert agreement == [["CLIP", "2", "2", "100%", agreement[0][4], "0"]]
+    assert agreement == [["CLIP", "3", "3", "100%", agreement[0][4], "0"]]
     assert "human: fail (rejected as a regression)" in report.inner_text("body")
 
 

@@ -262,6 +262,17 @@ def test_requests_without_the_token_outside_the_run_or_malformed_are_refused_and
     status, text = _request(server, "POST", "/api/decisions", accept, post)
     assert status == 200, text
     assert _snapshot(root) != before
+    # A labels file that cannot be written (here: a folder in its place) is said, in one paragraph, and the server
+    # goes on; nothing else is written.
+    labels = root / "baselines" / LABELS_FILE
+    labels.unlink()
+    labels.mkdir()
+    before = _snapshot(root)
+    reject = json.dumps({"decisions": [{"action": "reject", "unit": "suite.yaml::fox[seed=0]"}]}).encode()
+    status, text = _request(server, "POST", "/api/decisions", reject, post)
+    assert status == 500 and text.startswith("could not write the decision: ") and "Traceback" not in text
+    assert str(labels) in text and _snapshot(root) == before
+    assert _request(server, "GET", f"/?token={token}")[0] == 200
 
 
 def test_ctrl_c_stops_the_server_with_nothing_half_written(reviewed: Reviewed) -> None:

@@ -188,6 +188,8 @@ class ReviewState:
         self.lock = threading.Lock()
         self.units: list[ReviewUnit] = []
         self._known_images: set[str] = set()
+        self._units_by_uid: dict[str, ReviewUnit] = {}
+        self._unit_of_item: dict[str, ReviewUnit] = {}
         self.items_by_index: dict[int, ReviewItem] = {}
         self.items_by_id: dict[str, ReviewItem] = {}
         self._build_units()
@@ -288,6 +290,8 @@ class ReviewState:
         for unit in gated.values():
             self._rate(unit)
         self._known_images = {item.before_image for item in self.items_by_index.values() if item.before_image}
+        self._units_by_uid = {unit.uid: unit for unit in self.units}
+        self._unit_of_item = {item.record.id: unit for unit in self.units for item in unit.items}
 
     def _item(self, index: int, record: Record) -> ReviewItem:
         scores = record.scores()
@@ -358,7 +362,7 @@ class ReviewState:
         return item.before_image
 
     def unit(self, uid: str) -> ReviewUnit:
-        found = next((unit for unit in self.units if unit.uid == uid), None)
+        found = self._units_by_uid.get(uid)
         if found is None:
             raise DecisionError(f"no review unit {uid!r} in this run")
         return found
@@ -413,8 +417,7 @@ class ReviewState:
             raise DecisionError(f"{decision.item}: no verdict of judge {decision.judge!r} (it has: {judges})")
         if item.record.cache_key is None:
             raise DecisionError(f"{decision.item}: its image has no cache key, so a human verdict could not be kept")
-        unit = next(unit for unit in self.units if item in unit.items)
-        return decision, unit
+        return decision, self._unit_of_item[decision.item]
 
     def _accept(self, units: list[ReviewUnit]) -> None:
         if not units:

@@ -23,6 +23,8 @@ from importlib import resources
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from harness.reports.baseline import BaselineError
+from harness.reports.reviewed_labels import LabelsError
 from harness.review.review_state import ReviewState, parse_decisions
 
 MAX_BODY = 16 * 2**20  # "accept all shown" on 100,000 units is about 8 MiB of JSON
@@ -213,6 +215,15 @@ class _Handler(BaseHTTPRequestHandler):
             units = self.server.state.apply(decisions)
         except (UnicodeDecodeError, ValueError) as exc:  # DecisionError, ShapeError, JSON syntax: nothing written
             raise _Refused(HTTPStatus.BAD_REQUEST, f"refused, nothing written: {exc}") from None
+        except (OSError, BaselineError, LabelsError) as exc:
+            # The baseline is written first, then the labels, each file atomically: a file is old or new, never half.
+            detail = f"{exc.strerror or exc} ({exc.filename})" if isinstance(exc, OSError) else str(exc)
+            self.server.log(f"t2i review: could not write a decision: {detail}")
+            raise _Refused(
+                HTTPStatus.INTERNAL_SERVER_ERROR,
+                f"could not write the decision: {detail}. Files already written are whole; fix the cause and decide "
+                "again.",
+            ) from None
         from harness.review.review_page import unit_section
 
         for decision in decisions:

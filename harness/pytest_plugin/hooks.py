@@ -9,7 +9,7 @@ import pytest
 
 from harness.common.atomic import remove_interrupted_writes
 from harness.common.model_loading import MissingModelError
-from harness.pytest_plugin import availability, check_mode
+from harness.pytest_plugin import availability, check_mode, ray_cluster
 from harness.pytest_plugin import baseline_plugin as baseline
 from harness.pytest_plugin.collect import CaseFile, CaseItem, is_case_file
 from harness.pytest_plugin.fixtures import fixture_context, harness_fixtures
@@ -30,6 +30,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     add_options(parser)
     baseline.add_options(parser)
     check_mode.add_options(parser)
+    ray_cluster.add_options(parser)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -43,7 +44,15 @@ def pytest_configure(config: pytest.Config) -> None:
         # Workers collect, the controller does not: resolve here, where a bad option still stops the run
         # with one line (raised on a worker, it would crash xdist instead).
         state.settings  # noqa: B018
-    config.pluginmanager.register(availability.ModelCheck(config), availability.PLUGIN_NAME)
+    ray = ray_cluster.requested(config)
+    if ray is not None:
+        from harness.pytest_plugin import ray_run
+
+        ray_run.check_combination(config, ray[1])
+        # The actors load the models on the cluster's nodes and explain a missing one as the check would.
+        config.pluginmanager.register(ray_run.RayRun(config, *ray), ray_run.PLUGIN_NAME)
+    else:
+        config.pluginmanager.register(availability.ModelCheck(config), availability.PLUGIN_NAME)
     if not hasattr(config, "workerinput"):
         # Under xdist only the controller, which receives every item's report, writes results.json.
         config.pluginmanager.register(ResultsRecorder(config), "t2i-results")

@@ -57,7 +57,12 @@ def actor_death_errors() -> tuple[type[BaseException], ...]:
 class _Actor:
     number: int
     handle: Any
-    in_flight: int = 0
+    sent: list[int] = field(default_factory=list)  # its batches not yet answered, in the order it runs them
+    running: int | None = None  # once it died: the batch it was running (the others only waited behind it)
+
+    @property
+    def in_flight(self) -> int:
+        return len(self.sent)
 
 
 @dataclass
@@ -218,7 +223,7 @@ class RayScoredImages(ScoredImages):
         batch = self._batches[index]
         entries = self._entries(batch) if self.cache is not None else {}
         ref = actor.handle.run.remote(Batch(batch.index, batch.items, batch.judges, entries))
-        actor.in_flight += 1
+        actor.sent.append(index)
         self._in_flight[ref] = (index, actor)
 
     def _entries(self, batch: Batch) -> dict[str, bytes]:
@@ -242,11 +247,14 @@ class RayScoredImages(ScoredImages):
         import ray
 
         index, actor = self._in_flight.pop(ref)
-        actor.in_flight -= 1
         try:
             result: BatchResult = ray.get(ref)
         except actor_death_errors() as exc:
             self._actor_died(actor, exc)
+            actor.sent.remove(index)
+            if index != actor.running:
+                self._queue.appendleft(index)  # it only waited behind the batch that died: no try is counted
+                return
             self._attempts[index] = self._attempts.get(index, 1) + 1
             if self._attempts[index] <= MAX_ATTEMPTS:
                 self.retried += 1
@@ -255,8 +263,10 @@ class RayScoredImages(ScoredImages):
                 self._fail(index, self._gave_up(exc))
             return
         except Exception as exc:  # raised by the batch's own code on the actor: the same again on any other
+            actor.sent.remove(index)
             self._fail(index, f"the Ray actor running this batch raised {describe_error(_cause(exc))}")
             return
+        actor.sent.remove(index)
         self._accept(result)
 
     def _accept(self, result: BatchResult) -> None:
@@ -286,6 +296,8 @@ class RayScoredImages(ScoredImages):
             return  # its other batches come back failed too: one death
         import ray
 
+        # An actor runs its calls one at a time, in the order they were sent: the first unanswered one was running.
+        actor.running = actor.sent[0] if actor.sent else None
         self._actors.remove(actor)
         self.deaths.append(_first_line(exc))
         try:

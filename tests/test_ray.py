@@ -148,6 +148,7 @@ def test_ray_run_equals_the_serial_run_and_survives_a_dead_actor(
     assert "image not scored: the Ray actor running this batch died 3 times" in output and "Traceback" not in output
     shared = ImageCache(pytester.path / "shared")
     assert shared.get(records[("flaky", 0)]["cache_key"]) is not None
+    assert all_cpus_free(local_ray)  # the run stopped its actors, the replacements included
 
 
 def test_unreachable_cluster_and_ray_with_xdist_are_usage_errors(
@@ -213,3 +214,65 @@ def test_conftest_overrides_refuse_ray_naming_the_fixture(
     # The other folder alone runs on Ray (it is refused here only for the address).
     plain = pytester.runpytest("plain", *model_args, "--t2i-ray=127.0.0.1:1")
     assert "cannot be reached" in plain.stderr.str()
+
+
+def all_cpus_free(ray: Any, timeout: float = 10) -> bool:
+    """The run's actors are gone (each held a CPU): the pool is whole again."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if ray.available_resources().get("CPU", 0) == ray.cluster_resources().get("CPU"):
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_ctrl_c_on_ray_leaves_valid_reports_and_stops_the_actors(
+    pytester: pytest.Pytester, model_args: list[str], clip_labels: Labels, local_ray: Any
+) -> None:
+    import _thread
+    import signal
+    import threading
+
+    body = "".join(
+        f'- id: case-{n}\n  prompt: "{clip_labels.prompt}"\n  clip: {clip_labels.passing}\n' for n in range(24)
+    )
+    pytester.makefile(".yaml", suite=case_yaml(body, steps=4))
+    results = pytester.path / "reports/results.json"
+    stop_watching = threading.Event()
+
+    def press_ctrl_c_after_the_first_item() -> None:
+        # As tests/test_interrupted_run.py: SIGINT's handler raises KeyboardInterrupt in the main thread, here
+        # usually while it waits for a batch.
+        deadline = time.monotonic() + 120
+        while not results.exists() and time.monotonic() < deadline and not stop_watching.is_set():
+            time.sleep(0.05)
+        if not stop_watching.is_set():
+            _thread.interrupt_main(signal.SIGINT)
+
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    watcher = threading.Thread(target=press_ctrl_c_after_the_first_item, daemon=True)
+    watcher.start()
+    try:
+        result = pytester.runpytest(
+            "suite.yaml",
+            "--t2i-batch-size=2",
+            "--t2i-ray=auto",
+            "--html=reports/report.html",
+            *model_args,
+            no_reraise_ctrlc=True,
+        )
+    except KeyboardInterrupt:
+        pytest.fail("the Ctrl-C reached the test itself, not the run under test")
+    finally:
+        stop_watching.set()
+        watcher.join()
+        signal.signal(signal.SIGINT, previous)
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    finished = json.loads(results.read_text())["results"]
+    assert 1 <= len(finished) < 24 and {r["outcome"] for r in finished} == {"passed"}
+    assert all((pytester.path / "reports" / r["image"]).is_file() for r in finished)
+    html = (pytester.path / "reports/report.html").read_text()
+    assert html.rstrip().endswith("</html>")
+    assert f'data-passed="{len(finished)}" data-run="{len(finished)}"' in html
+    assert not [p for p in (pytester.path / "reports").rglob("*.tmp")]
+    assert all_cpus_free(local_ray)

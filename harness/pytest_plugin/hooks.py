@@ -141,11 +141,15 @@ def _settings_lines(state: HarnessState) -> list[str]:
     settings = state.settings
     cache = str(settings.cache_dir) if settings.cache_dir is not None else "off"
     batch = settings.batch_size or "auto"
-    return [
+    lines = [
         f"t2i: model {settings.model}, clip {settings.clip_model}, resnet {settings.resnet_weights}",
         f"t2i: device {settings.device}, dtype {settings.dtype_name}, batch size {batch}, "
         f"report dir {settings.report_dir}, image cache {cache}",
     ]
+    ray = ray_cluster.requested(state.config)
+    if ray is not None:
+        lines[1] = lines[1].replace(f"device {settings.device}, dtype {settings.dtype_name}", f"on Ray ({ray[0]})", 1)
+    return lines
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> CaseFile | None:

@@ -37,6 +37,7 @@ def main() -> None:
         on_ray.append(timed([*command, "--t2i-ray=local"], suite))
         ray_session.append(SESSION_SECONDS[-1])
     print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}")
+    print(f"load average at the end (1, 5, 15 min): {', '.join(f'{load:.1f}' for load in os.getloadavg())}")
     print(
         f"{args.cases} cases x 2 seeds x {args.steps} steps ({images} images), CLIP + ResNet-50, "
         f"median of {args.repeats}:"

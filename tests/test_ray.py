@@ -49,6 +49,25 @@ def test_addresses_are_read_with_rays_default_ports() -> None:
     assert split_address("head:port")[1] is None
 
 
+def test_cache_entries_travel_verified_both_ways(tmp_path: Path) -> None:
+    """What the driver sends an actor (entry_bytes) and stores from one (put_entry) is checked as any read is."""
+    from PIL import Image
+
+    from harness.generation.image_cache import ImageCache
+
+    here, there = ImageCache(tmp_path / "driver"), ImageCache(tmp_path / "actor")
+    key, other = "a" * 64, "b" * 64
+    here.put(key, Image.new("RGB", (8, 8), (10, 200, 30)), {"case": "owl"})
+    entry = here.entry_bytes(key)
+    assert entry is not None and entry == here.path_for(key).read_bytes()
+    assert there.put_entry(key, entry) and there.get(key) is not None
+    assert not there.put_entry(other, entry)  # another key's entry is never stored under this one
+    assert not there.put_entry(key, entry[:-20])  # nor a truncated one
+    assert there.entry_bytes(other) is None
+    here.path_for(key).write_bytes(entry[:-20])
+    assert here.entry_bytes(key) is None and not here.path_for(key).exists()  # damaged: deleted, never sent
+
+
 def comparable(report_dir: Path) -> list[dict[str, Any]]:
     """results.json's records without what may differ between two equal runs: times, the cache's hit flag."""
     records = json.loads((report_dir / "results.json").read_text())["results"]

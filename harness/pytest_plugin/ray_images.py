@@ -57,12 +57,16 @@ def actor_death_errors() -> tuple[type[BaseException], ...]:
 class _Actor:
     number: int
     handle: Any
-    sent: list[int] = field(default_factory=list)  # its batches not yet answered, in the order it runs them
+    # Its batches not yet collected, (batch, ObjectRef) in the order it runs them: one at a time, in that order.
+    sent: list[tuple[int, Any]] = field(default_factory=list)
     running: int | None = None  # once it died: the batch it was running (the others only waited behind it)
 
     @property
     def in_flight(self) -> int:
         return len(self.sent)
+
+    def collected(self, index: int) -> None:
+        self.sent = [(i, ref) for i, ref in self.sent if i != index]
 
 
 @dataclass
@@ -223,7 +227,7 @@ class RayScoredImages(ScoredImages):
         batch = self._batches[index]
         entries = self._entries(batch) if self.cache is not None else {}
         ref = actor.handle.run.remote(Batch(batch.index, batch.items, batch.judges, entries))
-        actor.sent.append(index)
+        actor.sent.append((index, ref))
         self._in_flight[ref] = (index, actor)
 
     def _entries(self, batch: Batch) -> dict[str, bytes]:
@@ -251,7 +255,7 @@ class RayScoredImages(ScoredImages):
             result: BatchResult = ray.get(ref)
         except actor_death_errors() as exc:
             self._actor_died(actor, exc)
-            actor.sent.remove(index)
+            actor.collected(index)
             if index != actor.running:
                 self._queue.appendleft(index)  # it only waited behind the batch that died: no try is counted
                 return
@@ -263,10 +267,10 @@ class RayScoredImages(ScoredImages):
                 self._fail(index, self._gave_up(exc))
             return
         except Exception as exc:  # raised by the batch's own code on the actor: the same again on any other
-            actor.sent.remove(index)
+            actor.collected(index)
             self._fail(index, f"the Ray actor running this batch raised {describe_error(_cause(exc))}")
             return
-        actor.sent.remove(index)
+        actor.collected(index)
         self._accept(result)
 
     def _accept(self, result: BatchResult) -> None:
@@ -296,8 +300,18 @@ class RayScoredImages(ScoredImages):
             return  # its other batches come back failed too: one death
         import ray
 
-        # An actor runs its calls one at a time, in the order they were sent: the first unanswered one was running.
-        actor.running = actor.sent[0] if actor.sent else None
+        # An actor runs its calls one at a time, in the order they were sent: the first one that did not answer
+        # was running when it died (one that answered just before may not have been collected yet).
+        actor.running = None
+        for index, ref in actor.sent:
+            if ray.wait([ref], timeout=0)[0]:
+                try:
+                    ray.get(ref)
+                    continue
+                except Exception:
+                    pass
+            actor.running = index
+            break
         self._actors.remove(actor)
         self.deaths.append(_first_line(exc))
         try:

@@ -124,10 +124,8 @@ def test_ray_run_equals_the_serial_run_and_survives_a_dead_actor(
         torch.set_num_threads(threads)
     serial.assert_outcomes(passed=4, failed=2)
 
-    started = time.perf_counter()
     # The default cache dir (this machine's .pytest_cache) is not on shared storage: the driver keeps the cache.
     on_ray = pytester.runpytest(*common, "--t2i-ray=auto", "--t2i-report-dir=ray", "--html=ray/report.html")
-    ray_seconds = time.perf_counter() - started
     on_ray.assert_outcomes(passed=4, failed=2)
     assert comparable(pytester.path / "ray") == comparable(pytester.path / "serial")
     rows = report_rows(pytester.path / "ray")
@@ -140,7 +138,6 @@ def test_ray_run_equals_the_serial_run_and_survives_a_dead_actor(
     for record in json.loads((pytester.path / "ray/results.json").read_text())["results"]:
         image = cache.get(record["cache_key"])
         assert image is not None and image_digest(image) == record["image_sha256"]
-    print(f"ray run: {ray_seconds:.1f} s wall")
 
     # An actor dies on the first try of `flaky`'s batch (retried, passes) and on every try of `doomed`'s (only its
     # items fail); with a --t2i-cache-dir the actors write the cache themselves.

@@ -1,4 +1,4 @@
-"""Command line: ``python -m harness compare``, ``merge``, ``cache`` and ``import geneval``."""
+"""Command line: ``python -m harness compare``, ``review``, ``merge``, ``cache`` and ``import geneval``."""
 
 from __future__ import annotations
 
@@ -42,6 +42,7 @@ def _pixels(text: str) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from harness.commands.compare import DEFAULT_IMAGE_PX
+    from harness.commands.compare_views import DEFAULT_FULL_SIZE, FULL_SIZE_MODES
 
     parser = argparse.ArgumentParser(prog="python -m harness", description="t2i-harness tools.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -73,6 +74,66 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_IMAGE_PX,
         help="longest side of the embedded images. Default: %(default)s",
     )
+    compare.add_argument(
+        "--full-size",
+        choices=FULL_SIZE_MODES,
+        default=DEFAULT_FULL_SIZE,
+        help="how each item's full-size view embeds its images: jpeg (full resolution, quality 92), png (the "
+        "runs' own PNG files, exact, several times heavier) or none (no full-size view: the lightest page). "
+        "Default: %(default)s",
+    )
+    review = commands.add_parser(
+        "review",
+        help="review a run's changes in the browser: accept them into the baseline, reject them, or mark a judge wrong",
+        description="Serve a review page on 127.0.0.1 for RUN_DIR against a baseline. Accept writes the item's "
+        "scores to baselines/NAME/ exactly as --t2i-save-baseline would; every decision is kept as a human verdict "
+        "in baselines/reviewed-labels.json. Stop with Ctrl-C.",
+    )
+    review.add_argument(
+        "run_dir",
+        type=Path,
+        nargs="?",
+        default=Path("reports"),
+        metavar="RUN_DIR",
+        help="the run's report dir (holding results.json and images/). Default: %(default)s",
+    )
+    review.add_argument(
+        "--baseline",
+        metavar="NAME",
+        help="the baseline to review against and write to; default: the one the run was compared with "
+        "(--t2i-baseline), or the only one saved",
+    )
+    review.add_argument(
+        "--root",
+        type=Path,
+        default=Path("."),
+        help="the project folder holding baselines/ (where pytest.ini is). Default: the current folder",
+    )
+    review.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="the image cache, where the baseline's images are looked up by their cache key. Default: "
+        f"ROOT/{DEFAULT_CACHE_DIR}",
+    )
+    review.add_argument(
+        "--images-from",
+        type=Path,
+        default=None,
+        metavar="RUN_DIR",
+        help="another run's report dir (the one the baseline was saved from, say) where baseline images are looked up "
+        "by cache key before the image cache",
+    )
+    review.add_argument(
+        "--tolerance",
+        type=_fraction,
+        default=None,
+        help="for items the run did not compare with a baseline: how far a gated score may drop before it counts as "
+        f"regressed. Default: the run's own tolerance, else {DEFAULT_TOLERANCE}",
+    )
+    review.add_argument("--port", type=_port, default=0, help="the port to listen on. Default: a free one")
+    review.add_argument("--no-browser", action="store_true", help="print the page's URL without opening a browser")
     merge = commands.add_parser(
         "merge",
         help="merge several runs (e.g. CI shards of one suite) into one report dir",
@@ -131,6 +192,37 @@ def build_parser() -> argparse.ArgumentParser:
         "default: every seed is its own item, as GenEval counts images",
     )
     return parser
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or not 0 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a port number from 0 (a free one) to 65535; got {text!r}")
+    return int(text)
+
+
+def _review(args: argparse.Namespace) -> int:
+    from harness.reports.reviewed_labels import reviewer
+    from harness.review.review_state import ReviewError, ReviewState
+    from harness.review.server import serve
+
+    root = args.root
+    cache_dir = args.cache_dir if args.cache_dir is not None else root / DEFAULT_CACHE_DIR
+    try:
+        state = ReviewState.load(
+            args.run_dir, root, args.baseline, args.tolerance, reviewer(root), cache_dir, args.images_from
+        )
+    except ReviewError as exc:
+        print(f"python -m harness review: {exc}", file=sys.stderr)
+        return 2
+    try:
+        return serve(state, args.port, open_browser=not args.no_browser)
+    except OSError as exc:
+        print(
+            f"python -m harness review: cannot listen on 127.0.0.1:{args.port}: {exc.strerror or exc}; "
+            "pass another --port, or 0 for a free one",
+            file=sys.stderr,
+        )
+        return 2
 
 
 def _seed_count(text: str) -> int:
@@ -214,6 +306,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "merge":
         return _merge(args)
+    if args.command == "review":
+        return _review(args)
     if args.command == "cache":
         return _cache(args)
     if args.command == "import":
@@ -221,7 +315,9 @@ def main(argv: list[str] | None = None) -> int:
     from harness.commands.compare import CompareError, write_comparison
 
     try:
-        comparison = write_comparison(args.run_a, args.run_b, args.output, args.tolerance, args.image_px)
+        comparison = write_comparison(
+            args.run_a, args.run_b, args.output, args.tolerance, args.image_px, args.full_size
+        )
     except CompareError as exc:
         print(f"python -m harness compare: {exc}", file=sys.stderr)
         return 2

@@ -179,7 +179,8 @@ def test_compare_html_in_chromium(
     page = _open(chromium, out)
     page.screenshot(path=str(tmp_path / "compare.png"), full_page=True)
     widths = _image_widths(page)
-    assert len(widths) == 12 and all(w > 0 for w in widths)
+    # 4 paired rows: 2 thumbnails, 2 in the wipe, the heatmap, 3 full size; 4 one-sided rows: thumbnail, full size.
+    assert len(widths) == 4 * 8 + 4 * 2 and all(w > 0 for w in widths)
 
     sides = [json.loads((run / "results.json").read_text())["results"] for run in (run_a, run_b)]
     cells = page.eval_on_selector_all(
@@ -357,4 +358,101 @@ def test_report_html_in_chromium_shows_rates_and_filters_unstable_cases(
     assert "5 of 8 seeds passed (62.5%, 95% interval 30.6%-86.3%); needs 50%" in row.inner_text()
     assert all(0 < width <= 256 for width in _image_widths(page, "#results-table img"))
     assert len(_image_widths(page, "#t2i-grid img")) == 2 * SEEDS + 2  # every seed's image in the grid
+    page.close()
+
+
+def test_compare_html_diff_views_in_chromium(
+    pytester: pytest.Pytester, model_args: list[str], clip_labels: Labels, chromium: Any, tmp_path: Path
+) -> None:
+    from PIL import Image
+
+    from harness.reports.image_diff import difference_stats
+
+    # Two runs of one item whose prompt and negative prompt differ, and nothing else they were given.
+    clip = f'{{expect: "{clip_labels.winner}", distractors: ["{clip_labels.loser}", "{XSS_LABEL}"]}}'
+    for run, prompt, negative in (("run-a", XSS_PROMPT, "blurry"), ("run-b", XSS_PROMPT + " at dusk", XSS_LABEL)):
+        body = f'- id: owl\n  prompt: "{prompt}"\n  negative_prompt: "{negative}"\n  width: 128\n  height: 128\n'
+        pytester.makefile(".yaml", suite=case_yaml(body + f"  clip: {clip}\n"))
+        pytester.runpytest("suite.yaml", f"--t2i-report-dir={run}", *model_args)
+    records = [
+        json.loads((pytester.path / run / "results.json").read_text())["results"][0] for run in ("run-a", "run-b")
+    ]
+    pngs = [
+        Image.open(pytester.path / run / record["image"])
+        for run, record in zip(("run-a", "run-b"), records, strict=True)
+    ]
+    out = pytester.path / "compare.html"
+    assert main(["compare", "run-a", "run-b", "-o", str(out), "--image-px", "96"]) == 0  # thumbnails < full size
+
+    page = _open(chromium, out)
+    page.screenshot(path=str(tmp_path / "compare-diff.png"), full_page=True)
+    # No script on the page, no handler; a policy that would block one anyway.
+    assert page.evaluate("() => document.scripts.length") == 0
+    assert (
+        page.evaluate(
+            "() => Array.from(document.querySelectorAll('*'))"
+            ".filter(e => e.getAttributeNames().some(n => n.startsWith('on'))).length"
+        )
+        == 0
+    )
+    assert "script-src" not in page.get_attribute("meta[http-equiv='Content-Security-Policy']", "content")
+    row = page.locator("#items > tbody > tr[data-case='owl']")
+
+    # The parameters: exactly the fields the two records differ in are marked, by class and a visible sign.
+    fields = {
+        "prompt": "prompt", "negative prompt": "negative_prompt", "steps": "steps", "guidance scale": "guidance_scale",
+        "width": "width", "height": "height", "seed": "seed", "tags": "tags", "cache key": "cache_key",
+        "pixels (sha256)": "image_sha256",
+    }  # fmt: skip
+    differing = {name for name, key in fields.items() if records[0][key] != records[1][key]}
+    assert differing == {"prompt", "negative prompt", "cache key", "pixels (sha256)"}
+    marked = row.locator("table.t2i-params tr.t2i-differs")
+    assert set(marked.evaluate_all("rows => rows.map(r => r.dataset.param)")) == differing
+    assert marked.locator("td.t2i-mark").all_inner_texts() == ["≠ differs"] * len(differing)
+    assert row.locator("table.t2i-params td.t2i-mark").all_inner_texts().count("≠ differs") == len(differing)
+    verdicts = row.locator("table.t2i-verdicts tr[data-judge='overall'] td").all_inner_texts()
+    passed = ["pass" if r["clip"]["passed"] else "fail" for r in records]
+    assert verdicts[:2] == passed
+
+    # The wipe: dragging its handle moves the line, and what shows right of the old line turns from B to A.
+    over = row.locator(".t2i-over")
+    over.scroll_into_view_if_needed()
+    box = over.bounding_box()
+    assert box is not None and box["height"] == 96 and 45 <= box["width"] <= 52  # half of 96, and the line
+    probe = [box["x"] + box["width"] + 20, box["y"] + box["height"] / 2]
+    shown = "([x, y]) => document.elementFromPoint(x, y).alt"
+    assert page.evaluate(shown, probe) == "B"
+    handle = (box["x"] + box["width"] - 4, box["y"] + box["height"] - 4)
+    page.mouse.move(*handle)
+    page.mouse.down()
+    page.mouse.move(handle[0] + 40, handle[1], steps=4)
+    page.mouse.up()
+    widened = over.bounding_box()
+    assert widened is not None and widened["width"] >= box["width"] + 30
+    assert page.evaluate(shown, probe) == "A"
+
+    # The heatmap and its numbers, computed from the two runs' PNGs.
+    stats = difference_stats(*pngs)
+    heat = row.locator("figure.t2i-heat:not(.t2i-full-diff)")
+    assert heat.is_visible() and not stats.identical
+    assert heat.get_attribute("data-max-abs") == str(stats.max_abs) and stats.max_abs > 0
+    assert heat.get_attribute("data-changed") == str(stats.changed)
+    assert f"max difference {stats.max_abs}, mean {stats.mean_abs:.2f}" in heat.inner_text()
+    # Shrunk by a whole factor (128 / 2) keeping each block's largest difference, shown as large as the thumbnails.
+    assert heat.locator("img").evaluate("img => [img.naturalWidth, img.clientWidth]") == [64, 96]
+
+    # Full size, one click away: the thumbnail opens the panel; its images are the generated images' size.
+    panel = row.locator(".t2i-full")
+    assert not panel.is_visible()
+    row.locator("td > a > img").first.click()
+    assert panel.is_visible() and page.evaluate("() => location.hash") == f"#{panel.get_attribute('id')}"
+    page.screenshot(path=str(tmp_path / "compare-full-size.png"))
+    for css, png in (("img.t2i-full-a", pngs[0]), ("img.t2i-full-b", pngs[1])):
+        image = panel.locator(css)
+        assert image.is_visible() and image.evaluate("img => img.naturalWidth") == png.width == 128
+    assert panel.locator("figure.t2i-full-diff img").evaluate("img => img.naturalWidth") == 128
+    panel.locator("a.t2i-close").click()
+    assert not panel.is_visible()
+
+    _assert_user_strings_are_text(page)
     page.close()

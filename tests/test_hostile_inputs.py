@@ -457,7 +457,9 @@ def test_compare_embeds_only_pngs_inside_the_run(tmp_path: Path, capsys: pytest.
     _assert_problems(_image_refusals(lines, run / "results.json", "the record is shown without its image"), expected)
     page = out.read_text(encoding="utf-8")
     colors = embedded_colors(page)
-    assert len(colors) == 4  # ok and scheme, on both sides: the control, so that a leak would be seen
+    # ok and scheme, on both sides (the control, so that a leak would be seen), and each one's full size (once:
+    # both sides are the same run, so the pixels are identical and there is no heatmap).
+    assert len(colors) == 4 + 2
     assert not any(is_red(color) for color in colors)
     for case in expected:
         row = re.search(rf'<tr class="[^"]*" data-file="a.yaml" data-case="{case}".*?</tr>', page, re.S)

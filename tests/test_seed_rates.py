@@ -199,6 +199,26 @@ def test_baseline_rates_regress_beyond_chance_only(
     result.stdout.fnmatch_lines(["baseline 'main': mean CLIP intended-label probability went from *"])
 
 
+def test_an_improved_mean_is_named_when_the_rates_did_not_move() -> None:
+    from harness.reports.case_rates import SeedResult, case_rate, compare_rates
+
+    def rate(prob: float) -> Any:
+        seeds = [
+            SeedResult(
+                seed, True, {"clip": clip_verdict(("a", "b"), [prob + seed / 1000, 1 - prob - seed / 1000], True)}
+            )
+            for seed in range(SEEDS)
+        ]
+        return case_rate("suite.yaml", "owl", seeds, 0.5)
+
+    drift = compare_rates(rate(0.6), rate(0.9), 0.05)
+    assert drift.status == "improved" and drift.before is not None and drift.before.seeds_passed == SEEDS
+    lines = drift.explain("main").splitlines()
+    assert lines[0].startswith("baseline 'main': mean CLIP intended-label probability went from 0.6035 to 0.9035")
+    assert "better by more than the tolerance 0.05" in lines[0]
+    assert lines[-1].startswith("baseline 'main': improved beyond chance or the tolerance 0.05: 8 of 8 seeds")
+
+
 def test_an_unchanged_cache_key_with_other_pixels_is_nondeterminism() -> None:
     def scores(prob: float, passed: bool, cache_key: str | None, pixels: str | None) -> ItemScores:
         found = ItemScores.of("c", 0, cache_key, {"clip": clip_verdict(("a", "b"), [prob, 1 - prob], passed)}, pixels)

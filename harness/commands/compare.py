@@ -4,8 +4,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from harness.commands.compare_views import (
+    DEFAULT_FULL_SIZE,
+    FULL_SIZE_MODES,
+    ViewOptions,
+    differs_mark,
+    item_views,
+    parameters_table,
+    verdicts_table,
+)
+from harness.commands.compare_views import STYLE as VIEWS_STYLE
 from harness.common.atomic import atomic_write_text
 from harness.common.json_input import JsonInputError
 from harness.common.rate_statistics import percent
@@ -25,6 +35,9 @@ from harness.reports.markup import Markup, html, join
 from harness.reports.records import Record, Refusal, read_results, record_part
 from harness.reports.results import RESULTS_FILE
 
+if TYPE_CHECKING:
+    from harness.reports.run_images import RunImage
+
 DEFAULT_IMAGE_PX = 256
 
 Key = tuple[str, str, int]  # (case file, case id, seed)
@@ -41,8 +54,10 @@ class SideItem:
     seed: int
     scores: ItemScores | None
     record: Record | None = None  # the results.json record (runs only)
-    image: str | None = None  # the embedded JPEG (a data URI), made from the checked PNG
+    image: str | None = None  # the embedded JPEG thumbnail (a data URI), made from the checked PNG
     image_refused: str | None = None  # why the record's image is not shown
+    source: RunImage | None = None  # the checked PNG and its pixels: the diff views and the full-size panel
+    thumb_size: tuple[int, int] | None = None  # the thumbnail's width and height
 
 
 @dataclass
@@ -112,7 +127,7 @@ def load_side(path: Path, image_px: int = DEFAULT_IMAGE_PX) -> Side:
 def _load_run(results: Path, image_px: int) -> Side:
     from harness.reports.report_rows import image_problem
     from harness.reports.run_images import ImageRefused, run_image
-    from harness.reports.thumbnails import thumbnail_data_uri
+    from harness.reports.thumbnails import fitted, jpeg_data_uri
 
     try:
         run = read_results(results)
@@ -143,7 +158,8 @@ def _load_run(results: Path, image_px: int) -> Side:
                 shown_without = "the record is shown without its image"
                 refusals.append(Refusal(str(results), part, item.image_refused, shown_without))
             else:
-                item.image = thumbnail_data_uri(image.pixels, image_px, quality=85)
+                thumbnail = fitted(image.pixels, image_px)
+                item.image, item.thumb_size, item.source = jpeg_data_uri(thumbnail, 85), thumbnail.size, image
         items[record.key] = item
     return Side(results.parent, "run", items, run.environment, refusals)
 
@@ -265,22 +281,33 @@ img { display: block; max-width: 256px; }
 """
 
 
-def render(comparison: Comparison) -> str:
+# The page loads nothing and runs nothing, whatever an input holds: no script, no request; images are data URIs.
+_POLICY = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
+
+
+def render(comparison: Comparison, image_px: int = DEFAULT_IMAGE_PX, full_size: str = DEFAULT_FULL_SIZE) -> str:
+    """The page; ``image_px`` the thumbnails' size, ``full_size`` how the full-size panel embeds images."""
+    from harness.reports.image_diff import ramp_css_gradient
+
     a, b = comparison.a, comparison.b
     page = html(
-        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"/><title>t2i-harness comparison</title>'
-        "<style>{}</style></head><body>\n<h1>t2i-harness comparison</h1>\n"
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"/>'
+        '<meta http-equiv="Content-Security-Policy" content="{}"/><title>t2i-harness comparison</title>'
+        "<style>{}{}.t2i-ramp {{ background: {}; }}</style></head><body>\n<h1>t2i-harness comparison</h1>\n"
         "<p>A ({}): <code>{}</code><br/>B ({}): <code>{}</code></p>\n{}\n{}\n{}\n{}\n{}\n</body></html>",
+        _POLICY,
         Markup(_STYLE),
+        Markup(VIEWS_STYLE),
+        ramp_css_gradient(),
         a.kind,
         str(a.path),
         b.kind,
         str(b.path),
         _refusals(comparison),
-        _totals(comparison),
         _environment(a, b),
+        _totals(comparison),
         _cases(comparison),
-        _items(comparison),
+        _items(comparison, ViewOptions(image_px, full_size)),
     )
     return str(page)
 
@@ -376,30 +403,17 @@ def _environment(a: Side, b: Side) -> Markup:
     rows = []
     for key in keys:
         va, vb = a.environment.get(key, "-"), b.environment.get(key, "-")
-        changed = "changed" if va != vb else ""
-        rows.append(html('<tr class="{}"><th>{}</th><td>{}</td><td>{}</td></tr>', changed, key, va, vb))
+        changed = "changed t2i-differs" if va != vb else ""
+        rows.append(
+            html(
+                '<tr class="{}"><th>{}</th><td>{}</td><td>{}</td>{}</tr>', changed, key, va, vb, differs_mark(va != vb)
+            )
+        )
     return html(
-        '<h2>Environment</h2><table id="environment"><thead><tr><th></th><th>A</th><th>B</th></tr></thead>'
-        "<tbody>{}</tbody></table>",
+        '<h2>Environment and models</h2><table id="environment"><thead><tr><th></th><th>A</th><th>B</th><th></th>'
+        "</tr></thead><tbody>{}</tbody></table>",
         join(rows),
     )
-
-
-def _image(item: SideItem | None, side: Side) -> Markup:
-    if item is None:
-        return html("<em>not in this run</em>")
-    if item.image is not None:
-        return html('<img src="{}" alt="{} seed {}"/>', item.image, item.case, item.seed)
-    if item.image_refused is not None:
-        return html('<em class="t2i-refused">image not shown: {}</em>', item.image_refused)
-    if side.kind == "baseline":
-        if item.scores is not None and item.scores.cache_key:
-            return html("<em>baseline: scores only</em><br/>cache key <code>{}</code>", item.scores.cache_key)
-        return html("<em>baseline: scores only</em>")
-    record = item.record
-    if record is not None and record.fault:
-        return html("<em>{}</em>", record.fault)
-    return html("<em>no image ({})</em>", record.outcome if record is not None else "-")
 
 
 def _verdict(item: SideItem | None, section: str) -> Markup:
@@ -432,11 +446,12 @@ def _judge_columns(comparison: Comparison) -> list[tuple[str, str]]:
     )
 
 
-def _items(comparison: Comparison) -> Markup:
+def _items(comparison: Comparison, options: ViewOptions) -> Markup:
     judges = _judge_columns(comparison)
     sections = [section for section, _ in judges]
+    kinds = (comparison.a.kind, comparison.b.kind)
     rows = []
-    for row in comparison.rows:
+    for index, row in enumerate(comparison.rows):
         file, case, seed = row.key
         some = row.b or row.a
         assert some is not None
@@ -456,32 +471,45 @@ def _items(comparison: Comparison) -> Markup:
         judge_cells = join(
             html("<td>{}</td><td>{}</td>", _verdict(row.a, section), _verdict(row.b, section)) for section in sections
         )
+        views = item_views(index, row.a, row.b, kinds, options)
         rows.append(
             html(
-                '<tr class="{}" data-file="{}" data-case="{}" data-seed="{}" data-status="{}">'
+                '<tr class="{}" data-file="{}" data-case="{}" data-seed="{}" data-status="{}" id="item-{}">'
                 '<td><strong>{}</strong><br/>seed {}<br/><small>{}</small><div class="prompt">{}</div>'
                 '<div class="status">{}</div>{}</td>'
-                "<td>{}</td><td>{}</td>{}</tr>",
+                "<td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>{}</tr>",
                 row.status.replace(" ", "-"),
                 file,
                 case,
                 seed,
                 row.status,
+                index,
                 case,
                 seed,
                 file,
                 prompt,
                 row.status,
                 deltas,
-                _image(row.a, comparison.a),
-                _image(row.b, comparison.b),
+                views.image_a,
+                views.image_b,
+                views.views,
+                parameters_table(row.a, row.b, kinds),
+                verdicts_table(row.a, row.b),
                 judge_cells,
             )
         )
     titles = [title for _, title in judges]
     head = join(
         html("<th>{}</th>", h)
-        for h in ("Case, seed, deltas (B - A)", "Image A", "Image B", *(f"{t} {side}" for t in titles for side in "AB"))
+        for h in (
+            "Case, seed, deltas (B - A)",
+            "Image A",
+            "Image B",
+            "A over B, difference",
+            "Generation parameters",
+            "Verdicts",
+            *(f"{t} {side}" for t in titles for side in "AB"),
+        )
     )
     return html(
         '<h2>Items, worst regression first</h2><table id="items"><thead><tr>{}</tr></thead><tbody>{}</tbody></table>',
@@ -491,16 +519,23 @@ def _items(comparison: Comparison) -> Markup:
 
 
 def write_comparison(
-    run_a: Path, run_b: Path, output: Path, tolerance: float = DEFAULT_TOLERANCE, image_px: int = DEFAULT_IMAGE_PX
+    run_a: Path,
+    run_b: Path,
+    output: Path,
+    tolerance: float = DEFAULT_TOLERANCE,
+    image_px: int = DEFAULT_IMAGE_PX,
+    full_size: str = DEFAULT_FULL_SIZE,
 ) -> Comparison:
     """Compare two inputs and write the page; the returned comparison's ``refusals`` say what was left out."""
     if not 0 <= tolerance <= 1:  # NaN fails this too
         raise CompareError(f"--tolerance must be a number in [0, 1], got {tolerance}")
+    if full_size not in FULL_SIZE_MODES:
+        raise CompareError(f"--full-size must be one of {', '.join(FULL_SIZE_MODES)}, got {full_size!r}")
     if output.is_dir():
         raise CompareError(f"-o {output}: is a directory; name the page to write, e.g. {output / 'compare.html'}")
     comparison = compare(load_side(run_a, image_px), load_side(run_b, image_px), tolerance)
     try:
-        atomic_write_text(output, render(comparison))
+        atomic_write_text(output, render(comparison, image_px, full_size))
     except OSError as exc:
         raise CompareError(f"-o {output}: cannot write the page ({exc.strerror or exc})") from None
     return comparison

@@ -111,6 +111,15 @@ class ImageCache:
             touch(path)  # for `python -m harness cache --prune-unused-days`
         return image
 
+    def peek(self, key: str) -> Image.Image | None:
+        """The cached image for ``key`` if there is a sound one, changing nothing on disk (for review pages, which
+        show cached images and must not count as a use, nor delete what they cannot read)."""
+        try:
+            data = self.path_for(key).read_bytes()
+        except OSError:
+            return None
+        return _verified_image(data, key)
+
     def entry_bytes(self, key: str) -> bytes | None:
         """The entry for ``key`` as stored (a PNG with its text chunks), verified as ``get`` verifies; None on a
         miss. For handing an entry to another machine (a Ray actor), which verifies it again with ``put_entry``."""

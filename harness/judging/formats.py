@@ -73,6 +73,14 @@ BASELINE_NULL_SECTIONS = (resnet.SECTION,)
 BASELINE_REQUIRED = (clip.SECTION, "an object with labels, prob, margin and passed")
 
 
+def comparison_digest(comparable: str | None) -> str | None:
+    """A short digest of a verdict's comparison key (CLIP's labels): baselines and reviewed labels keep it (it reads
+    well in diffs, and says whether a later verdict judged the same check)."""
+    import hashlib
+
+    return None if comparable is None else hashlib.sha256(comparable.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+
+
 def ordered_sections(sections: Iterable[str]) -> list[str]:
     """The built-in judges first, in their order, then the others by name."""
     found = set(sections)

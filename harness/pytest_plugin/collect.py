@@ -19,6 +19,7 @@ from harness.generation.prompt_length import PromptTruncatedWarning
 from harness.judging.score_cache import judge_digest
 from harness.pytest_plugin import check_mode
 from harness.pytest_plugin.fixtures import is_own_fixture
+from harness.pytest_plugin.human_verdicts import PLUGIN_NAME as HUMAN_PLUGIN
 from harness.pytest_plugin.item_verdict import CaseCheckFailed, rate_table, record_scored
 from harness.pytest_plugin.judges import JudgeSetupError
 from harness.pytest_plugin.scored_images import CacheWriteWarning, JudgeUse
@@ -200,11 +201,12 @@ class CaseItem(pytest.Function):
         else:
             uses = {section: self._use(judge, models[judge.fixture], request) for section, judge in self.judges.items()}
         baseline = self.config.pluginmanager.get_plugin("t2i-baseline")
+        human = self.config.pluginmanager.get_plugin(HUMAN_PLUGIN)
         failures: dict[int, str | None] = {}
         for seed in self.seeds:
             record = state.records.setdefault(self.record_id(seed), self.new_record(seed))
             scored = state.images.scored(self.case_key, self.case, seed, handle, uses)  # type: ignore[arg-type]
-            failure = record_scored(record, scored, state.report_dir, self.case, self.judges)
+            failure = record_scored(record, scored, state.report_dir, self.case, self.judges, human)
             drift = baseline.compare(self, record) if baseline is not None else None
             if self.case.rate_gated:
                 # The seed's own checks: its case's rate counts them, its baseline drift is shown, not gated.

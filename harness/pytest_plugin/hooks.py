@@ -11,6 +11,7 @@ from harness.common.atomic import remove_interrupted_writes
 from harness.common.model_loading import MissingModelError
 from harness.pytest_plugin import availability, check_mode, ray_cluster
 from harness.pytest_plugin import baseline_plugin as baseline
+from harness.pytest_plugin import human_verdicts as human
 from harness.pytest_plugin.collect import CaseFile, CaseItem, is_case_file
 from harness.pytest_plugin.fixtures import fixture_context, harness_fixtures
 from harness.pytest_plugin.html_report import HtmlReportHooks
@@ -29,6 +30,7 @@ def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
 def pytest_addoption(parser: pytest.Parser) -> None:
     add_options(parser)
     baseline.add_options(parser)
+    human.add_options(parser)
     check_mode.add_options(parser)
     ray_cluster.add_options(parser)
 
@@ -59,6 +61,8 @@ def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(
         baseline.BaselinePlugin(config, baseline.resolve_baseline_settings(config)), "t2i-baseline"
     )
+    # Workers read the labels when they collect; the controller now, so that a bad file is one usage error.
+    config.pluginmanager.register(human.HumanVerdicts(config, load_now=_is_xdist_controller(config)), human.PLUGIN_NAME)
     if config.pluginmanager.hasplugin("html"):
         config.pluginmanager.register(HtmlReportHooks(config), "t2i-html")
 

@@ -5,15 +5,19 @@ An item passes only when every check its case declares was computed on its own i
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
+
+from harness.reports.human_verdicts import decided_passed, override_explanation
 
 if TYPE_CHECKING:
     from pathlib import Path
 
     from harness.cases.case_file import Case
     from harness.judging.judge import Judge, Verdict
+    from harness.pytest_plugin.human_verdicts import HumanVerdicts
     from harness.pytest_plugin.scored_images import ScoredImage
+    from harness.reports.human_verdicts import HumanNote
     from harness.reports.results import ItemRecord
 
 
@@ -22,11 +26,18 @@ class CaseCheckFailed(AssertionError):
 
 
 def record_scored(
-    record: ItemRecord, scored: ScoredImage, report_dir: Path, case: Case, judges: dict[str, Judge[Any, Any]]
+    record: ItemRecord,
+    scored: ScoredImage,
+    report_dir: Path,
+    case: Case,
+    judges: dict[str, Judge[Any, Any]],
+    human: HumanVerdicts | None = None,
 ) -> str | None:
     """Copy the scored image into the record; the failure message, or None when every declared check passed.
 
-    A declared check without a verdict (its judge failed on this image, or never ran) fails the item.
+    A declared check without a verdict (its judge failed on this image, or never ran) fails the item. The human
+    verdicts on this image are noted beside the judges'; with --t2i-human-verdicts override, one that disagrees
+    decides its judge's pass/fail (only a judge with a verdict: an override never stands in for a score).
     """
     if scored.image_path is not None:
         record.image = scored.image_path.relative_to(report_dir).as_posix()
@@ -39,22 +50,36 @@ def record_scored(
     record.timings.update(scored.timings)
     verdicts = {section: scored.verdicts[section] for section in case.checks if section in scored.verdicts}
     record.verdicts.update(verdicts)
+    notes = human.notes(record.file, record.case, record.seed, record.cache_key, verdicts) if human else {}
+    record.human = {section: note.to_json() for section, note in notes.items()} or None
     unscored = [
         scored.errors.get(section, f"{_title(judges, section)} produced no verdict for this image")
         for section in case.checks
         if section not in verdicts
     ]
     record.fault = scored.fault if scored.fault is not None else "; ".join(unscored) or None
-    if record.fault is None and all(verdict.passed for verdict in verdicts.values()):
+    if record.fault is None and all(decided_passed(s, verdict, notes) for s, verdict in verdicts.items()):
         return None
-    return failure_message(list(verdicts.values()), scored.fault, unscored)
+    return failure_message(verdicts, scored.fault, unscored, notes)
 
 
-def failure_message(verdicts: Sequence[Verdict], fault: str | None = None, unscored: Sequence[str] = ()) -> str:
-    """The failing item's message: why it has no image, or each verdict's table and each check not computed."""
+def failure_message(
+    verdicts: Mapping[str, Verdict],
+    fault: str | None = None,
+    unscored: Sequence[str] = (),
+    human: Mapping[str, HumanNote] | None = None,
+) -> str:
+    """The failing item's message: why it has no image, or each verdict's table (with who decided it, where a
+    human verdict overrode the judge) and each check not computed."""
     if fault is not None:
         return f"image not scored: {fault}"
-    return "\n".join([*(v.explanation for v in verdicts), *(f"not scored: {why}" for why in unscored)])
+    explained = []
+    for section, verdict in verdicts.items():
+        note = (human or {}).get(section)
+        explained.append(
+            override_explanation(verdict, note) if note is not None and note.overrides else verdict.explanation
+        )
+    return "\n".join([*explained, *(f"not scored: {why}" for why in unscored)])
 
 
 def _title(judges: dict[str, Judge[Any, Any]], section: str) -> str:

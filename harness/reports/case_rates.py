@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from harness.common.rate_statistics import DEFAULT_ALPHA, mean_interval, percent, rate_drop_p_value, wilson_interval
-from harness.judging.formats import ordered_sections
+from harness.judging.formats import comparison_digest, ordered_sections
 
 if TYPE_CHECKING:
     from harness.judging.judge import Verdict
@@ -40,11 +40,18 @@ def seed_result(record: Record) -> SeedResult | None:
     """The seed's result, or None when it was not run (skipped).
 
     A seed passes when every check its case declares passed on its own image: a check left unscored sets the
-    record's fault, and an item that errored (a missing model) ran no check, so both count as failed seeds.
+    record's fault, and an item that errored (a missing model) ran no check, so both count as failed seeds. A
+    judge the run let a human verdict override (--t2i-human-verdicts override) counts as the human decided.
     """
+    from harness.reports.human_verdicts import decided_passed
+
     if record.outcome in _NOT_RUN:
         return None
-    passed = record.fault is None and bool(record.verdicts) and all(v.passed for v in record.verdicts.values())
+    passed = (
+        record.fault is None
+        and bool(record.verdicts)
+        and all(decided_passed(section, verdict, record.human) for section, verdict in record.verdicts.items())
+    )
     return SeedResult(record.seed, passed and record.outcome != "error", record.verdicts)
 
 
@@ -202,7 +209,7 @@ def case_rate(file: str, case: str, seeds: Iterable[SeedResult], min_pass_rate: 
     comparable: dict[str, str | None] = {}
     for seed in seeds:
         for section, verdict in seed.verdicts.items():
-            comparable.setdefault(section, _comparison_key(verdict.comparable))
+            comparable.setdefault(section, comparison_digest(verdict.comparable))
             for score in verdict.scores:
                 key = (section, score.name)
                 values.setdefault(key, []).append(score.value)
@@ -229,13 +236,6 @@ def case_rate(file: str, case: str, seeds: Iterable[SeedResult], min_pass_rate: 
         scores=scores,
         comparable={section: comparable[section] for section in ordered_sections(comparable)},
     )
-
-
-def _comparison_key(comparable: str | None) -> str | None:
-    """A short digest of a verdict's comparison key (CLIP's labels): baselines keep it, and it reads well in diffs."""
-    import hashlib
-
-    return None if comparable is None else hashlib.sha256(comparable.encode("utf-8", "surrogatepass")).hexdigest()[:16]
 
 
 def by_case(records: Iterable[Record]) -> dict[tuple[str, str], list[Record]]:
@@ -321,7 +321,12 @@ class CaseDrift:
                 f"baseline {name!r}: mean {move.after.label} went from {move.before.mean:.4f} to "
                 f"{move.after.mean:.4f}{where}, worse by more than the tolerance {self.tolerance:g} beyond its interval"
             )
-        if not lines:
+        for move in self.rose:  # say which mean improved: the rates alone may not have moved at all
+            lines.append(
+                f"baseline {name!r}: mean {move.after.label} went from {move.before.mean:.4f} to "
+                f"{move.after.mean:.4f}, better by more than the tolerance {self.tolerance:g} beyond its interval"
+            )
+        if not lines or self.status == "improved":
             words = {"unchanged": "no change beyond chance and", "improved": "improved beyond chance or"}[self.status]
             lines.append(
                 f"baseline {name!r}: {words} the tolerance {self.tolerance:g}: {before.describe()} then, "

@@ -28,6 +28,7 @@ from harness.common.json_input import (
     whole,
 )
 from harness.reports.baseline import STATUSES
+from harness.reports.human_verdicts import HumanNote, notes_from_json
 from harness.reports.results import FORMAT_VERSION
 
 if TYPE_CHECKING:
@@ -73,6 +74,9 @@ class Record:
     timings: dict[str, float] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
     baseline: BaselineNote | None = None
+    # Human verdicts from review, by judge section (harness.reports.human_verdicts); None when the image has none,
+    # and in results.json files written before human verdicts existed.
+    human: dict[str, HumanNote] | None = None
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)  # as read, checked
 
     @property
@@ -125,6 +129,7 @@ def parse_record(raw: Any) -> Record:
         timings=fields.get("timings", mapping_of(number(0)), {}),
         warnings=fields.get("warnings", list_of(text()), ()),
         baseline=fields.get("baseline", optional(obj(_baseline, "an object with name and status")), None),
+        human=fields.get("human", notes_from_json, None),
         raw=dict(raw),
     )
 

@@ -107,10 +107,32 @@ def verdict_table(section: str, verdict: Verdict | None) -> Markup:
     return html('<table class="t2i-{}">{}</table>{}', section, rows, note)
 
 
+def human_line(record: Record, section: str) -> Markup:
+    """The human verdict on this image for a judge, under its table: who said what, and how it stands with the
+    judge's verdict in this run (harness.reports.human_verdicts); nothing when no one reviewed it."""
+    note = (record.human or {}).get(section)
+    if note is None:
+        return Markup()
+    standing = "overrides" if note.overrides else "agrees" if note.agrees else "disagrees"
+    return html(
+        '<div class="t2i-human t2i-human-{}" data-human="{}" data-judge="{}">{}; {}</div>',
+        standing,
+        note.verdict,
+        section,
+        note.describe(),
+        note.standing(),
+    )
+
+
+def judged(record: Record, section: str) -> Markup:
+    """A judge's verdict on one record as a cell shows it: its table, and the human verdict on it if any."""
+    return html("{}{}", verdict_table(section, record.verdicts.get(section)), human_line(record, section))
+
+
 def judge_cells(record: Record, sections: list[str]) -> list[Markup]:
     """One cell per section; a verdict of a judge without a column (one found after the page's columns were
     set, in a folder's conftest.py) goes in the last judge cell, under its title."""
-    cells = [verdict_table(section, record.verdicts.get(section)) for section in sections]
+    cells = [judged(record, section) for section in sections]
     extra = [s for s in record.verdicts if s not in sections]
     if extra and cells:
         cells[-1] = join(
@@ -120,7 +142,7 @@ def judge_cells(record: Record, sections: list[str]) -> list[Markup]:
                     html(
                         "<div><strong>{}</strong></div>{}",
                         record.verdicts[s].title,
-                        verdict_table(s, record.verdicts[s]),
+                        judged(record, s),
                     )
                     for s in extra
                 ),
@@ -203,6 +225,31 @@ def score_summaries(rate: CaseRate, section: str) -> Markup:
     return html('<table class="t2i-means">{}</table>', join(rows)) if rows else Markup()
 
 
+def human_seeds_line(records: list[Record], section: str) -> Markup:
+    """Above a rate-gated case's folded seeds: how many seeds have a human verdict for the judge, and how many of
+    those the judge agrees with (each seed's own line is under its table)."""
+    notes = [
+        (record.verdicts[section], record.human[section])
+        for record in records
+        if record.human and section in record.human and section in record.verdicts
+    ]
+    if not notes:
+        return Markup()
+    agreed = sum(verdict.passed == note.passed for verdict, note in notes)
+    overridden = sum(note.overrides for _, note in notes)
+    applied = html("; {} decided by the human verdict", overridden) if overridden else Markup()
+    return html(
+        '<div class="t2i-human-seeds" data-reviewed="{}" data-agreed="{}">human verdicts on {} of {} seeds: the '
+        "judge agrees on {}{}</div>",
+        len(notes),
+        agreed,
+        len(notes),
+        len(records),
+        agreed,
+        applied,
+    )
+
+
 def case_row_cells(entries: list[Entry], sections: list[str]) -> list[Markup]:
     """The report's cells for a rate-gated case's item: its seeds' images (each bordered by its own verdict),
     the rate with its interval, each judge's means, and each seed's tables folded under them."""
@@ -226,13 +273,14 @@ def case_row_cells(entries: list[Entry], sections: list[str]) -> list[Markup]:
     judges = []
     for index, section in enumerate(sections):
         per_seed = join(
-            html("<div>seed {}</div>{}", record.seed, verdict_table(section, record.verdicts.get(section)))
+            html("<div>seed {}</div>{}", record.seed, judged(record, section))
             for record in records
             if section in record.verdicts
         )
         summary = score_summaries(rate, section) if rate is not None else Markup()
         folded = html("<details><summary>per seed</summary>{}</details>", per_seed) if per_seed else Markup()
-        judges.append(html("{}{}", summary, folded) if per_seed else cells[len(LEADING_COLUMNS) + index])
+        human = human_seeds_line(records, section)
+        judges.append(html("{}{}{}", summary, human, folded) if per_seed else cells[len(LEADING_COLUMNS) + index])
     totals: dict[str, float] = {}
     for record in records:
         for name, seconds in record.timings.items():

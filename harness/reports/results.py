@@ -51,6 +51,8 @@ class ItemRecord:
     baseline: dict[str, Any] | None = (
         None  # how the scores compare with --t2i-baseline (harness.reports.baseline.Drift)
     )
+    # Human verdicts on this image by judge section (harness.reports.human_verdicts.HumanNote.to_json); None: none.
+    human: dict[str, dict[str, Any]] | None = None
 
     @classmethod
     def for_case(cls, nodeid: str, case: Case, seed: int, file: str, sections: Iterable[str] = ()) -> ItemRecord:

@@ -22,8 +22,12 @@ import subprocess
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from harness.common.atomic import atomic_write_text
+
+if TYPE_CHECKING:
+    from harness.judging.judge import Verdict
 
 LABELS_FILE = "reviewed-labels.json"
 FORMAT_VERSION = 1
@@ -50,6 +54,10 @@ class HumanLabel:
     decision: str  # one of DECISIONS
     by: str
     at: str  # UTC, ISO 8601, seconds
+    # A digest of the judge's check when the person looked (harness.judging.formats.comparison_digest: CLIP's labels,
+    # say). An image keeps its cache key when only its check is edited; a label on the old check must not decide
+    # the new one. None: the judge's verdicts have no comparison key.
+    check: str | None = None
 
     @property
     def key(self) -> LabelKey:
@@ -58,6 +66,12 @@ class HumanLabel:
     @property
     def passed(self) -> bool:
         return self.verdict == "pass"
+
+    def applies_to(self, verdict: Verdict) -> bool:
+        """Whether this label was given on the check that made ``verdict`` (same comparison key, or none kept)."""
+        from harness.judging.formats import comparison_digest
+
+        return self.check is None or self.check == comparison_digest(verdict.comparable)
 
 
 def labels_path(root: Path) -> Path:
@@ -75,6 +89,7 @@ def read_labels(path: Path) -> dict[LabelKey, HumanLabel]:
         ShapeError,
         any_value,
         list_of,
+        optional,
         read_json,
         text,
         whole,
@@ -113,8 +128,9 @@ def read_labels(path: Path) -> dict[LabelKey, HumanLabel]:
                 verdict=one_of("verdict", VERDICTS),
                 judge_verdict=one_of("judge_verdict", VERDICTS),
                 decision=one_of("decision", DECISIONS),
-                by=entry.get("by", text()),
-                at=entry.get("at", text()),
+                by=short("by"),
+                at=short("at"),
+                check=entry.get("check", optional(text()), None),
             )
             labels[label.key] = label  # a hand-merged duplicate: the later entry wins, as a later review would
         return labels
@@ -125,15 +141,22 @@ def read_labels(path: Path) -> dict[LabelKey, HumanLabel]:
 
 
 def labels_text(labels: Iterable[HumanLabel]) -> str:
-    entries = [asdict(label) for label in sorted(labels, key=lambda label: label.key)]
+    # "check" only where there is one: files stay as short as the labels they hold.
+    entries = [
+        {k: v for k, v in asdict(label).items() if v is not None or k != "check"}
+        for label in sorted(labels, key=lambda label: label.key)
+    ]
     return (
         json.dumps({"version": FORMAT_VERSION, "labels": entries}, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
     )
 
 
-def record_labels(path: Path, new: Iterable[HumanLabel]) -> dict[LabelKey, HumanLabel]:
-    """Add ``new`` to the file (a label with the same key replaces the old one), written atomically."""
+def record_labels(path: Path, new: Iterable[HumanLabel], forget: Iterable[LabelKey] = ()) -> dict[LabelKey, HumanLabel]:
+    """Add ``new`` to the file (a label with the same key replaces the old one) and drop the ``forget`` keys (a
+    person took their verdict back), written atomically; the labels now in the file."""
     labels = read_labels(path)
+    for key in forget:
+        labels.pop(key, None)
     labels.update((label.key, label) for label in new)
     atomic_write_text(path, labels_text(labels.values()))
     return labels

@@ -76,6 +76,9 @@ _STYLE = """
   font-size: 9px; color: #333; text-decoration: none; background: #f4f4f4; }
 #t2i-grid img { width: 64px; height: 64px; object-fit: cover; display: block; }
 #t2i-summary summary { cursor: pointer; font-weight: bold; margin: 0.6em 0 0.3em; }
+.t2i-human { font-size: 90%; margin-top: 2px; padding: 1px 4px; border-left: 3px solid #999; }
+.t2i-human-agrees { border-color: #2e7d32; } .t2i-human-disagrees { border-color: #ef8c00; }
+.t2i-human-overrides { border-color: #c62828; font-weight: bold; }
 #t2i-grid .t2i-passed { border-color: #2e7d32; }
 #t2i-grid .t2i-failed { border-color: #c62828; }
 #t2i-grid .t2i-xfailed { border-color: #ef8c00; }
@@ -127,6 +130,7 @@ def summary_html(entries: list[Entry], case_drifts: Mapping[tuple[str, str], dic
         _tally_table("t2i-by-tag", "Tag", dict(sorted(tallies(records, lambda r: r.tags).items()))),
         _case_table(cases),
         _agreement_table(records),
+        _human_table(records),
         _grid(entries),
         Markup("</section>"),
     ]
@@ -360,6 +364,51 @@ def _agreement_table(records: list[Record]) -> Markup:
     return html(
         "<details open><summary>Judges that saw the same images: how often they agree</summary>"
         '<table id="t2i-agreement"><thead><tr>{}</tr></thead><tbody>{}</tbody></table></details>',
+        head,
+        join(rows),
+    )
+
+
+def _human_table(records: list[Record]) -> Markup:
+    """Per judge, over this run's images that people reviewed (baselines/reviewed-labels.json, same cache key):
+    how often the judge's verdict now equals the human's, with the rate's 95% Wilson interval."""
+    from harness.common.rate_statistics import wilson_interval
+    from harness.reports.human_verdicts import human_agreement
+
+    found = human_agreement(records)
+    if not found:
+        return Markup()
+    rows = []
+    for agreement in found:
+        low, high = wilson_interval(agreement.agreed, agreement.reviewed)
+        rows.append(
+            html(
+                '<tr data-key="{}"><td>{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td>'
+                '<td class="num">{}-{}</td><td class="num">{}</td></tr>',
+                agreement.section,
+                agreement.title,
+                agreement.reviewed,
+                agreement.agreed,
+                percent(agreement.rate),
+                percent(low),
+                percent(high),
+                agreement.overridden,
+            )
+        )
+    head = join(
+        html("<th>{}</th>", h)
+        for h in (
+            "Judge",
+            "Reviewed images",
+            "Judge agreed with humans",
+            "Agreement",
+            "95% interval",
+            "Decided by the human verdict",
+        )
+    )
+    return html(
+        "<details open><summary>Agreement with human verdicts</summary>"
+        '<table id="t2i-human-agreement"><thead><tr>{}</tr></thead><tbody>{}</tbody></table></details>',
         head,
         join(rows),
     )

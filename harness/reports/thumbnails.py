@@ -18,11 +18,18 @@ def thumbnail_data_uri(image: Image, px: int, quality: int = 80) -> str:
 
 def thumbnail_data_uris(image: Image, sizes: Sequence[tuple[int, int]]) -> list[str]:
     """JPEG data URIs of one decoded RGB image (harness.reports.run_images.run_image) at several (px, quality)."""
-    uris = []
-    for px, quality in sizes:
-        small = image.copy()
-        small.thumbnail((px, px))
-        buffer = io.BytesIO()
-        small.save(buffer, format="JPEG", quality=quality)
-        uris.append("data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii"))
-    return uris
+    return [jpeg_data_uri(fitted(image, px), quality) for px, quality in sizes]
+
+
+def fitted(image: Image, px: int) -> Image:
+    """A copy no larger than ``px`` on either side (the aspect ratio kept; never enlarged)."""
+    small = image.copy()
+    small.thumbnail((px, px))
+    return small
+
+
+def jpeg_data_uri(image: Image, quality: int) -> str:
+    """The image at its own size as a JPEG data URI."""
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=quality)
+    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")

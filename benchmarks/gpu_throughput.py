@@ -7,6 +7,7 @@ the GPU's measured fp16 matmul rate, and the fraction of it the UNet achieves.
 
     python benchmarks/gpu_throughput.py                  # on a CUDA machine
     python benchmarks/gpu_throughput.py --smoke          # tiny models on CPU: checks the script only
+    python benchmarks/gpu_throughput.py --ray local      # also images/s with one Ray actor per GPU
 """
 
 from __future__ import annotations
@@ -144,7 +145,9 @@ def write_suite(path: Path, steps: int, size: int | None) -> None:
     )
 
 
-def run_harness(suite: Path, models: tuple[Path, Path, Path], device: str, batch: str, report: Path) -> float:
+def run_harness(
+    suite: Path, models: tuple[Path, Path, Path], device: str, batch: str, report: Path, *extra: str
+) -> tuple[float, int]:
     """Generation seconds summed over items (the pipeline calls' time, models loaded beforehand)."""
     import pytest
 
@@ -162,6 +165,7 @@ def run_harness(suite: Path, models: tuple[Path, Path, Path], device: str, batch
         f"--t2i-report-dir={report}",
         "-W",
         "ignore::UserWarning",
+        *extra,
     ]
     pytest.main(args)
     records = json.loads((report / "results.json").read_text())["results"]
@@ -206,6 +210,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true", help="tiny models on CPU, to check the script")
     parser.add_argument("--batch", default="auto", help="the batched run's --t2i-batch-size (default auto)")
+    parser.add_argument("--ray", metavar="ADDRESS", help="also run on Ray actors (one per GPU): --t2i-ray ADDRESS")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="t2i-gpu-bench-"))
     if args.smoke:
@@ -227,6 +232,20 @@ def main() -> None:
         f"batch {args.batch}:   {count / batched_s:.2f} images/s ({batched_s:.1f} s)  "
         f"speed-up {single_s / batched_s:.2f}x"
     )
+    if args.ray:
+        # Actors generate in parallel, so the sum of per-image seconds is not a rate: the whole session's wall time
+        # (Ray's start and each actor's model loading included) is, and the batched run's for comparison.
+        started = time.perf_counter()
+        run_harness(suite, models, device, args.batch, work / "report-batched-again")
+        local_s = time.perf_counter() - started
+        started = time.perf_counter()
+        run_harness(suite, models, device, args.batch, work / "report-ray", f"--t2i-ray={args.ray}")
+        ray_s = time.perf_counter() - started
+        actors = json.loads((work / "report-ray/results.json").read_text())["environment"].get("t2i ray", "?")
+        print(
+            f"whole session, batch {args.batch}: here {count / local_s:.2f} images/s ({local_s:.1f} s); on Ray "
+            f"({actors}) {count / ray_s:.2f} images/s ({ray_s:.1f} s)"
+        )
     if device == "cuda":
         peak = matmul_tflops(device, torch.float16)
         for images in (1, 8):

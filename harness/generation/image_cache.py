@@ -120,6 +120,34 @@ class ImageCache:
             return None
         return _verified_image(data, key)
 
+    def entry_bytes(self, key: str) -> bytes | None:
+        """The entry for ``key`` as stored (a PNG with its text chunks), verified as ``get`` verifies; None on a
+        miss. For handing an entry to another machine (a Ray actor), which verifies it again with ``put_entry``."""
+        path = self.path_for(key)
+        try:
+            with open(path, "rb") as handle:
+                data = handle.read()
+                identity = _identity(os.fstat(handle.fileno()))
+        except OSError:
+            return None
+        if _verified_image(data, key) is None:
+            _discard(path, identity)
+            return None
+        touch(path)
+        return data
+
+    def put_entry(self, key: str, data: bytes) -> bool:
+        """Store an entry made by another cache (``entry_bytes``, or a Ray actor's ``put``) after verifying it as a
+        read does: a damaged or foreign one is refused (False), never stored."""
+        if self.write_error is not None or _verified_image(data, key) is None:
+            return False
+        try:
+            atomic_write_bytes(self.path_for(key), data)
+        except OSError as exc:
+            self.write_error = unwritable_cache_message(self.root, exc)
+            return False
+        return True
+
     def put(self, key: str, image: Image.Image, meta: dict[str, Any]) -> Path | None:
         """Store ``image`` (8-bit RGB) under ``key``, replacing any entry, and return its path.
 

@@ -86,7 +86,9 @@ class CaseFile(pytest.File):
                 # Tags are markers: register them so --strict-markers accepts them.
                 self.config.addinivalue_line("markers", f"{tag}: t2i case tag")
             case_judges = {section: judges[section] for section in case.checks}
-            function = _test_function(tuple(judge.fixture for judge in case_judges.values()))
+            # On Ray the actors load the models: the item asks for none of their fixtures here.
+            on_ray = self.config.pluginmanager.has_plugin("t2i-ray")
+            function = _test_function(() if on_ray else tuple(judge.fixture for judge in case_judges.values()), on_ray)
             if case.rate_gated:
                 # Its verdict is a rate over all its seeds: one item, so that pytest's counts, exit code, -x
                 # and --lf follow the case's verdict; each seed keeps its own record, image and scores.
@@ -114,17 +116,17 @@ class CaseFile(pytest.File):
 
 
 @cache
-def _test_function(model_fixtures: tuple[str, ...]) -> Any:
+def _test_function(model_fixtures: tuple[str, ...], on_ray: bool = False) -> Any:
     """The function a case item calls: its signature names the fixtures it needs, and so decides which models
-    load (a suite with no `resnet:` never loads ResNet-50)."""
+    load (a suite with no `resnet:` never loads ResNet-50; on Ray, none load in this process)."""
 
     def run_case(**fixtures: Any) -> None:
         __tracebackhide__ = True
         request = fixtures["request"]
         models = {name: fixtures[name] for name in model_fixtures}
-        request.node.run_case(fixtures["_t2i_pipeline_handle"], models, request)
+        request.node.run_case(fixtures.get("_t2i_pipeline_handle"), models, request)
 
-    names = ("_t2i_pipeline_handle", *model_fixtures, "request")
+    names = ("request",) if on_ray else ("_t2i_pipeline_handle", *model_fixtures, "request")
     run_case.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
         [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY) for name in names]
     )
@@ -190,17 +192,20 @@ class CaseItem(pytest.Function):
         sections = get_state(self.config).judges.by_section
         return ItemRecord.for_case(self.record_id(seed), self.case, seed, self.file_nodeid, sections)
 
-    def run_case(self, handle: PipelineHandle, models: dict[str, Any], request: pytest.FixtureRequest) -> None:
+    def run_case(self, handle: PipelineHandle | None, models: dict[str, Any], request: pytest.FixtureRequest) -> None:
         """Generate (or reuse) the images, judge them, compare with the baseline: one verdict, raised once."""
         __tracebackhide__ = True
         state = get_state(self.config)
-        uses = {section: self._use(judge, models[judge.fixture], request) for section, judge in self.judges.items()}
+        if handle is None:  # on Ray: the actors hold the models, and the handle
+            uses = {section: JudgeUse(judge, None) for section, judge in self.judges.items()}
+        else:
+            uses = {section: self._use(judge, models[judge.fixture], request) for section, judge in self.judges.items()}
         baseline = self.config.pluginmanager.get_plugin("t2i-baseline")
         human = self.config.pluginmanager.get_plugin(HUMAN_PLUGIN)
         failures: dict[int, str | None] = {}
         for seed in self.seeds:
             record = state.records.setdefault(self.record_id(seed), self.new_record(seed))
-            scored = state.images.scored(self.case_key, self.case, seed, handle, uses)
+            scored = state.images.scored(self.case_key, self.case, seed, handle, uses)  # type: ignore[arg-type]
             failure = record_scored(record, scored, state.report_dir, self.case, self.judges, human)
             drift = baseline.compare(self, record) if baseline is not None else None
             if self.case.rate_gated:

@@ -9,7 +9,7 @@ import pytest
 
 from harness.common.atomic import remove_interrupted_writes
 from harness.common.model_loading import MissingModelError
-from harness.pytest_plugin import availability, check_mode
+from harness.pytest_plugin import availability, check_mode, ray_cluster
 from harness.pytest_plugin import baseline_plugin as baseline
 from harness.pytest_plugin import human_verdicts as human
 from harness.pytest_plugin.collect import CaseFile, CaseItem, is_case_file
@@ -32,6 +32,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     baseline.add_options(parser)
     human.add_options(parser)
     check_mode.add_options(parser)
+    ray_cluster.add_options(parser)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -45,7 +46,15 @@ def pytest_configure(config: pytest.Config) -> None:
         # Workers collect, the controller does not: resolve here, where a bad option still stops the run
         # with one line (raised on a worker, it would crash xdist instead).
         state.settings  # noqa: B018
-    config.pluginmanager.register(availability.ModelCheck(config), availability.PLUGIN_NAME)
+    ray = ray_cluster.requested(config)
+    if ray is not None:
+        from harness.pytest_plugin import ray_run
+
+        ray_run.check_combination(config, ray[1])
+        # The actors load the models on the cluster's nodes and explain a missing one as the check would.
+        config.pluginmanager.register(ray_run.RayRun(config, *ray), ray_run.PLUGIN_NAME)
+    else:
+        config.pluginmanager.register(availability.ModelCheck(config), availability.PLUGIN_NAME)
     if not hasattr(config, "workerinput"):
         # Under xdist only the controller, which receives every item's report, writes results.json.
         config.pluginmanager.register(ResultsRecorder(config), "t2i-results")
@@ -136,11 +145,15 @@ def _settings_lines(state: HarnessState) -> list[str]:
     settings = state.settings
     cache = str(settings.cache_dir) if settings.cache_dir is not None else "off"
     batch = settings.batch_size or "auto"
-    return [
+    lines = [
         f"t2i: model {settings.model}, clip {settings.clip_model}, resnet {settings.resnet_weights}",
         f"t2i: device {settings.device}, dtype {settings.dtype_name}, batch size {batch}, "
         f"report dir {settings.report_dir}, image cache {cache}",
     ]
+    ray = ray_cluster.requested(state.config)
+    if ray is not None:
+        lines[1] = lines[1].replace(f"device {settings.device}, dtype {settings.dtype_name}", f"on Ray ({ray[0]})", 1)
+    return lines
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> CaseFile | None:

@@ -272,7 +272,9 @@ def resolve_settings(config: pytest.Config, checked: CheckedOptions | None = Non
     resolved_device = _worker_device(config, resolved_device)
     # Checking a cuda or mps device imports torch; an explicit cpu needs nothing (an xdist controller on
     # a CPU runner then never imports it: its workers load the models).
-    if resolved_device.startswith("cuda"):
+    # On Ray the device is the actors' (resolved on their nodes): this machine need not have it.
+    on_ray = config.pluginmanager.has_plugin("t2i-ray")
+    if resolved_device.startswith("cuda") and not on_ray:
         import torch
 
         if not torch.cuda.is_available():
@@ -284,7 +286,7 @@ def resolve_settings(config: pytest.Config, checked: CheckedOptions | None = Non
             raise pytest.UsageError(
                 f"{where['t2i_device']}={device!r}, but this machine has {torch.cuda.device_count()} CUDA device(s)."
             )
-    if resolved_device == "mps" and not _mps_available():
+    if resolved_device == "mps" and not on_ray and not _mps_available():
         raise pytest.UsageError(
             f"{where['t2i_device']}='mps', but MPS is not available on this machine; use --t2i-device=cpu."
         )

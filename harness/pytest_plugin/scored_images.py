@@ -432,16 +432,25 @@ class ScoredImages:
             pending.timings[f"{section}_s"] = per_image
 
     def _finish(self, pending: _Pending) -> ScoredImage:
-        image = pending.generated.image
         path = None
-        if image is not None:
+        if pending.generated.image is not None:
             path = image_path(self.report_dir, pending.item.key[0], pending.item.case.id, pending.item.seed)
             assert self.output is not None
-            entry = self.cache.path_for(pending.cache_key) if self.cache and pending.cache_key else None
-            data = _cached_png(entry)
-            # The cache entry is already a PNG of these pixels: copy it rather than encode again.
-            if not self.output.write(path, data if data is not None else _png_bytes(image)):
+            if not self.output.write(path, self._png_of(pending)):
                 path = None  # the run reports the report dir's problem once
+        return self._scored_image(pending, path)
+
+    def _png_of(self, pending: _Pending) -> bytes:
+        """The image as a PNG: the cache entry when there is one (already a PNG of these pixels: copied rather
+        than encoded again), else encoded now."""
+        assert pending.generated.image is not None
+        entry = self.cache.path_for(pending.cache_key) if self.cache and pending.cache_key else None
+        data = _cached_png(entry)
+        return data if data is not None else _png_bytes(pending.generated.image)
+
+    @staticmethod
+    def _scored_image(pending: _Pending, path: Path | None) -> ScoredImage:
+        image = pending.generated.image
         return ScoredImage(
             image_path=path,
             fault=pending.generated.fault,

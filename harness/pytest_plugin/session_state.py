@@ -73,6 +73,20 @@ class HarnessState:
 
             settings = self.settings
             cache_dir = settings.cache_dir
+            if self.config.pluginmanager.has_plugin("t2i-ray"):
+                from harness.pytest_plugin.ray_images import RayScoredImages
+                from harness.pytest_plugin.ray_run import shared_cache
+
+                # The actors read and write a cache on shared storage themselves; otherwise this process keeps it.
+                driver_cache = cache_dir is not None and not shared_cache(self.config, self)
+                self._images = RayScoredImages(
+                    settings.report_dir,
+                    cache=ImageCache(cache_dir) if driver_cache and cache_dir is not None else None,
+                    refresh=settings.refresh,
+                    batch_size=settings.batch_size,
+                    output=self.output,
+                )
+                return self._images
             self._images = ScoredImages(
                 settings.report_dir,
                 cache=ImageCache(cache_dir) if cache_dir is not None else None,

@@ -169,7 +169,10 @@ def test_human_verdicts_are_shown_counted_and_can_override(
     final = results(pytester)
     owl_record = final[("owl", 0)]
     assert owl_record["outcome"] == "failed" and owl_record["clip"]["passed"] is True  # the judge's, kept
-    assert owl_record["clip"]["probs"] == before[("owl", 0)]["clip"]["probs"]
+    # The judge's own probabilities, not the human's: the same as the first run up to float rounding (this run
+    # reads the image features from the score cache and recomputes the text side, whose last digits depend on
+    # the thread count and batch size), far below the 0.1+ a changed verdict would need.
+    assert owl_record["clip"]["probs"] == pytest.approx(before[("owl", 0)]["clip"]["probs"], abs=1e-5)
     assert owl_record["human"]["clip"]["overrides"] is True
     assert final[("flipped", 0)]["outcome"] == "passed" and final[("flipped", 0)]["clip"]["passed"] is False
     assert final[("bad", 0)]["outcome"] == "failed" and final[("bad", 0)]["human"]["clip"]["overrides"] is False

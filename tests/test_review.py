@@ -317,13 +317,36 @@ def test_baseline_images_come_from_the_run_it_was_saved_from_or_the_cache(review
         items = {item.record.case: item for item in state.items_by_index.values()}
         key = items["owl"].before_image
         assert key == first["owl"]["cache_key"] and state.baseline_image_source(key) == source
+        entry = reviewed.cache / key[:2] / f"{key}.png"
+        used = entry.stat().st_mtime_ns
         shown = state.baseline_image(key)
+        assert entry.stat().st_mtime_ns == used  # shown, not counted as a use: nothing on disk changes
         with Image.open(reviewed.root / "reports-first" / first["owl"]["image"]) as expected:
             assert shown is not None and shown.tobytes() == expected.convert("RGB").tobytes()
         # fox kept its image (same cache key): nothing to show but this run's; and no key off the page is served.
         assert items["fox"].before_image is None and state.baseline_image(first["fox"]["cache_key"]) is None
     nowhere = ReviewState.load(reviewed.root / "reports", reviewed.root, "main", None, "me", None, None)
     assert all(item.before_image is None for item in nowhere.items_by_index.values())
+
+
+def test_the_reviewer_is_named_from_git_config_or_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from harness.reports.reviewed_labels import reviewer
+
+    for name in ("GIT_AUTHOR_NAME", "GIT_AUTHOR_EMAIL", "GIT_CONFIG_GLOBAL", "GIT_CONFIG_SYSTEM"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(tmp_path / "no-global-config"))
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    monkeypatch.setenv("USER", "ann")
+    assert reviewer(tmp_path) == "ann"  # no git identity at all: the login name
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    subprocess.run(["git", "-C", str(tmp_path), "config", "user.name", "Ann Lee"], check=True)
+    subprocess.run(["git", "-C", str(tmp_path), "config", "user.email", "ann@example.org"], check=True)
+    assert reviewer(tmp_path) == "Ann Lee <ann@example.org>"
+    monkeypatch.setenv("GIT_AUTHOR_NAME", "CI bot")
+    monkeypatch.setenv("GIT_AUTHOR_EMAIL", "ci@example.org")
+    assert reviewer(tmp_path) == "CI bot <ci@example.org>"
 
 
 def test_a_review_without_a_run_or_a_baseline_to_write_is_one_message(

@@ -292,3 +292,24 @@ def test_ctrl_c_on_ray_leaves_valid_reports_and_stops_the_actors(
     assert f'data-passed="{len(finished)}" data-run="{len(finished)}"' in html
     assert not [p for p in (pytester.path / "reports").rglob("*.tmp")]
     assert all_cpus_free(local_ray)
+
+
+def test_a_ctrl_c_inside_ray_is_raised_again_from_python_frames() -> None:
+    """Ray's calls are compiled: a KeyboardInterrupt raised inside one has traceback entries without a line number,
+    on which pytest's report of the interrupt crashed (INTERNAL_ERROR, seen once in CI). The runner's entry points
+    raise it again from their own frame, the compiled frames' traceback dropped."""
+    import traceback
+
+    from harness.pytest_plugin.ray_images import _interrupt_from_python
+
+    def deep_inside_ray() -> None:
+        raise KeyboardInterrupt
+
+    @_interrupt_from_python
+    def scored() -> None:
+        deep_inside_ray()
+
+    with pytest.raises(KeyboardInterrupt) as caught:
+        scored()
+    names = [frame.name for frame in traceback.extract_tb(caught.value.__traceback__)]
+    assert "deep_inside_ray" not in names and caught.value.__suppress_context__

@@ -10,10 +10,12 @@ with their batch, new images travel back and are stored here, verified as any re
 
 from __future__ import annotations
 
+import functools
 import warnings
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from harness.common.errors import describe_error
 from harness.pytest_plugin.ray_actor import ActorOptions, Batch, BatchActor, BatchItem, BatchResult, ItemResult
@@ -43,6 +45,23 @@ HELD_PER_ACTOR = 4
 # Replacement actors started for dead ones, per actor of the pool, before the run stops replacing them.
 REPLACEMENTS_PER_ACTOR = 4
 _WAIT_S = 0.5  # ray.wait in slices, so that Ctrl-C lands between them
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _interrupt_from_python(function: _F) -> _F:
+    """A Ctrl-C that lands inside one of Ray's compiled calls carries traceback entries without a line number, and
+    pytest's own report of the interrupt then crashes (exit status 3, INTERNAL_ERROR, instead of 2, INTERRUPTED:
+    seen in CI). Raised again here, the KeyboardInterrupt's traceback holds Python frames only."""
+
+    @functools.wraps(function)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return function(*args, **kwargs)
+        except KeyboardInterrupt:
+            raise KeyboardInterrupt from None
+
+    return wrapper  # type: ignore[return-value]
 
 
 def actor_death_errors() -> tuple[type[BaseException], ...]:
@@ -145,6 +164,7 @@ class RayScoredImages(ScoredImages):
         self._started += 1
         self._actors.append(_Actor(self._started, remote.remote(self.options)))
 
+    @_interrupt_from_python
     def _ask(self, ref: Any, default: Any) -> Any:
         import ray
 
@@ -155,6 +175,7 @@ class RayScoredImages(ScoredImages):
 
     # -- handing out ------------------------------------------------------------------------------------
 
+    @_interrupt_from_python
     def scored(
         self, key: CaseKey, case: Case, seed: int, handle: PipelineHandle | None, judges: dict[str, JudgeUse]
     ) -> ScoredImage:

@@ -20,7 +20,7 @@ from test_browser import chromium  # noqa: F401 - the fixture
 
 from conftest import Labels, case_yaml
 from harness.reports.reviewed_labels import LABELS_FILE, read_labels
-from harness.review.review_state import ReviewState
+from harness.review.review_state import ReviewState, parse_decisions
 from harness.review.server import ReviewServer
 
 BASELINE = "baselines/main/suite.yaml.json"
@@ -327,6 +327,19 @@ def test_baseline_images_come_from_the_run_it_was_saved_from_or_the_cache(review
         assert items["fox"].before_image is None and state.baseline_image(first["fox"]["cache_key"]) is None
     nowhere = ReviewState.load(reviewed.root / "reports", reviewed.root, "main", None, "me", None, None)
     assert all(item.before_image is None for item in nowhere.items_by_index.values())
+
+    # A "judge is wrong" outlives a later Accept of the same image; taken back, the Accept's verdict takes its place.
+    fox = "suite.yaml::fox[seed=0]"
+    labels_file = reviewed.root / "baselines" / LABELS_FILE
+    nowhere.apply(parse_decisions({"decisions": [{"action": "judge_wrong", "item": fox, "judge": "clip"}]}))
+    nowhere.apply(parse_decisions({"decisions": [{"action": "accept", "unit": fox}]}))
+    (label,) = read_labels(labels_file).values()
+    assert (label.decision, label.verdict, label.judge_verdict) == ("judge_wrong", "pass", "fail")
+    assert nowhere.unit(fox).items[0].labels["clip"].decision == "judge_wrong"
+    undo = {"action": "judge_wrong", "item": fox, "judge": "clip", "wrong": False}
+    nowhere.apply(parse_decisions({"decisions": [undo, {"action": "accept", "unit": fox}]}))
+    (label,) = read_labels(labels_file).values()
+    assert (label.decision, label.verdict) == ("accept", "fail")
 
 
 def test_the_reviewer_is_named_from_git_config_or_the_environment(

@@ -392,7 +392,8 @@ class ReviewState:
                     for section in item.record.verdicts if item.record.cache_key is not None else ():
                         key = self._label_key(item, section)
                         kept = new_labels.get(key) or self.labels.get(key)
-                        if kept is not None and kept.decision == "judge_wrong" and key not in forget:
+                        verdict = item.record.verdicts[section]
+                        if kept and kept.decision == "judge_wrong" and key not in forget and kept.applies_to(verdict):
                             continue  # the person's "judge is wrong" outlives their accept or reject
                         new_labels[key] = self._label(item, section, decision.action)
                         forget.discard(key)

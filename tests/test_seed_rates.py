@@ -219,6 +219,27 @@ def test_an_improved_mean_is_named_when_the_rates_did_not_move() -> None:
     assert lines[-1].startswith("baseline 'main': improved beyond chance or the tolerance 0.05: 8 of 8 seeds")
 
 
+def test_negative_gated_scores_keep_their_interval_and_do_not_rise_by_themselves() -> None:
+    from harness.reports.case_rates import SeedResult, case_rate, compare_rates
+
+    def rate(shift: float) -> Any:
+        # The intended label loses: CLIP's margin (gated, a difference of probabilities) is negative on every seed.
+        seeds = [
+            SeedResult(
+                seed,
+                False,
+                {"clip": clip_verdict(("a", "b"), [0.1 + shift + seed / 1000, 0.9 - shift - seed / 1000], False)},
+            )
+            for seed in range(SEEDS)
+        ]
+        return case_rate("suite.yaml", "owl", seeds, 0.5)
+
+    margin = rate(0.0).scores["clip"]["margin"]
+    assert margin.low is not None and margin.high is not None
+    assert margin.low < margin.mean < margin.high < 0  # it was [0, 0], clamped to a probability's scale
+    assert compare_rates(rate(0.0), rate(0.0003), 0.05).status == "unchanged"  # it read as "improved"
+
+
 def test_an_unchanged_cache_key_with_other_pixels_is_nondeterminism() -> None:
     def scores(prob: float, passed: bool, cache_key: str | None, pixels: str | None) -> ItemScores:
         found = ItemScores.of("c", 0, cache_key, {"clip": clip_verdict(("a", "b"), [prob, 1 - prob], passed)}, pixels)

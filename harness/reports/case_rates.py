@@ -224,8 +224,11 @@ def case_rate(file: str, case: str, seeds: Iterable[SeedResult], min_pass_rate: 
             # Named the same in every case (ResNet's label names its best expected class, which differs from seed
             # to seed and case to case): the judge's title and how sentences name the score.
             label = f"{title} {what}" if what else next(iter(labels)) if len(labels) == 1 else f"{title} {name}"
-            # A 0-1 score's interval stays on its scale; others are open.
-            mean, low, high = mean_interval(found, bounds=(0.0, 1.0) if gated else None)
+            # Not clamped to [0, 1]: a gated score need not be a probability (CLIP's margin is a difference of two,
+            # in [-1, 1]), and a clamped interval of negative margins was [0, 0], which read as "rose beyond the
+            # tolerance" against any baseline. Unclamped, an interval past a scale's edge only errs on the cautious
+            # side of the drop and rise rules.
+            mean, low, high = mean_interval(found)
             scores.setdefault(section, {})[name] = ScoreSummary(label, better, gated, len(found), mean, low, high)
     return CaseRate(
         file=file,

@@ -142,6 +142,8 @@ def test_keyboard_accept_and_reject_write_the_baseline_entry_and_the_labels(
     )
     # Bulk: the "unchanged" filter shows steady and the accepted owl; "Accept all shown" asks, then accepts both.
     page.check("input[name=filter][value=unchanged]")
+    page.keyboard.press("j")  # the keys still work with the focus on the filter
+    assert page.eval_on_selector_all("section.unit.current", "s => s.length") == 1
     shown = page.eval_on_selector_all("section.unit:not([hidden])", "s => s.map(u => u.dataset.uid)")
     assert shown == ["suite.yaml::owl[seed=0]", "suite.yaml::steady[seed=0]"]
     page.once("dialog", lambda dialog: dialog.accept())

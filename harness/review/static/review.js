@@ -173,8 +173,11 @@ document.getElementById("filters").addEventListener("change", applyFilter);
 
 document.addEventListener("keydown", (event) => {
   if (event.ctrlKey || event.metaKey || event.altKey) return;
-  if (event.target.matches("input, textarea, select")) return;
   const key = event.key;
+  // A filter or the overlay slider keeps the focus after a click: the letters still work there, and the arrows
+  // stay theirs (they move a radio choice or a slider).
+  if (event.target.matches('textarea, select, input:not([type="radio"]):not([type="checkbox"]):not([type="range"])')) return;
+  if (event.target.matches("input") && key.startsWith("Arrow")) return;
   if (key === "j" || key === "ArrowDown") move(1);
   else if (key === "k" || key === "ArrowUp") move(-1);
   else if (key === "a") decide(current, "accept");

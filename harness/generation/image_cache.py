@@ -96,6 +96,11 @@ class ImageCache:
         A truncated, corrupt or foreign entry is also a miss: it is deleted, so the caller
         regenerates it, and the error is never raised.
         """
+        found = self._read(key)
+        return None if found is None else found[1]
+
+    def _read(self, key: str) -> tuple[bytes, Image.Image] | None:
+        """The entry's bytes and its verified image, counted as a use; a damaged entry is deleted (a miss)."""
         path = self.path_for(key)
         try:
             with open(path, "rb") as handle:
@@ -107,9 +112,9 @@ class ImageCache:
         image = _verified_image(data, key)
         if image is None:
             _discard(path, identity)
-        else:
-            touch(path)  # for `python -m harness cache --prune-unused-days`
-        return image
+            return None
+        touch(path)  # for `python -m harness cache --prune-unused-days`
+        return data, image
 
     def peek(self, key: str) -> Image.Image | None:
         """The cached image for ``key`` if there is a sound one, changing nothing on disk (for review pages, which
@@ -123,18 +128,8 @@ class ImageCache:
     def entry_bytes(self, key: str) -> bytes | None:
         """The entry for ``key`` as stored (a PNG with its text chunks), verified as ``get`` verifies; None on a
         miss. For handing an entry to another machine (a Ray actor), which verifies it again with ``put_entry``."""
-        path = self.path_for(key)
-        try:
-            with open(path, "rb") as handle:
-                data = handle.read()
-                identity = _identity(os.fstat(handle.fileno()))
-        except OSError:
-            return None
-        if _verified_image(data, key) is None:
-            _discard(path, identity)
-            return None
-        touch(path)
-        return data
+        found = self._read(key)
+        return None if found is None else found[0]
 
     def put_entry(self, key: str, data: bytes) -> bool:
         """Store an entry made by another cache (``entry_bytes``, or a Ray actor's ``put``) after verifying it as a

@@ -323,20 +323,25 @@ def clip_identity(settings: Any, model: Any, info: ModelInfo) -> dict[str, str] 
 @pytest.fixture(scope="session")
 def clip_scorer(pytestconfig: pytest.Config, t2i_settings: Any) -> ClipScorer:
     """CLIP (--t2i-clip-model): ``clip_scorer.probabilities(images, labels)`` -> [images, labels]."""
-    from harness.common import model_loading
     from harness.pytest_plugin.availability import offline_reason_for
     from harness.pytest_plugin.session_state import note_model
 
-    model, processor, info = model_loading.load_clip(
-        t2i_settings, offline_reason_for(pytestconfig, t2i_settings.clip_model)
-    )
-    note_model(pytestconfig, info)
+    scorer = build_clip_scorer(t2i_settings, offline_reason_for(pytestconfig, t2i_settings.clip_model))
+    note_model(pytestconfig, scorer.info)
+    return scorer
+
+
+def build_clip_scorer(settings: Any, offline_reason: str | None) -> ClipScorer:
+    """CLIP as the session fixture builds it (and a Ray actor, on its own node)."""
+    from harness.common import model_loading
+
+    model, processor, info = model_loading.load_clip(settings, offline_reason)
     return ClipScorer(
         model=model,
         processor=processor,
-        device=t2i_settings.device,
+        device=settings.device,
         info=info,
-        cache_identity=clip_identity(t2i_settings, model, info),
+        cache_identity=clip_identity(settings, model, info),
     )
 
 

@@ -317,23 +317,28 @@ def object_detector(pytestconfig: pytest.Config, t2i_settings: Any, clip_scorer:
     ``object_detector.detect(images, [DetectorQuery(("dog", "teddy bear"))])`` -> per image, per class, the
     most confident boxes (harness.judging.geneval_rules.Detection).
     """
-    from harness.judging.object_detector import ObjectDetector, load_detector
     from harness.pytest_plugin.availability import offline_reason_for
     from harness.pytest_plugin.session_state import note_model
 
     ref = detector_ref(pytestconfig)
-    model, processor, architecture, info = load_detector(
-        ref, t2i_settings.device, t2i_settings.dtype, offline_reason_for(pytestconfig, ref)
-    )
-    note_model(pytestconfig, info)
+    detector = build_object_detector(t2i_settings, ref, clip_scorer, offline_reason_for(pytestconfig, ref))
+    note_model(pytestconfig, detector.info)
+    return detector
+
+
+def build_object_detector(settings: Any, ref: str, clip: Any, offline_reason: str | None) -> ObjectDetector:
+    """The detector as the session fixture builds it (and a Ray actor, on its own node), with ``clip`` for colours."""
+    from harness.judging.object_detector import ObjectDetector, load_detector
+
+    model, processor, architecture, info = load_detector(ref, settings.device, settings.dtype, offline_reason)
     return ObjectDetector(
         model=model,
         processor=processor,
         architecture=architecture,
-        clip=clip_scorer,
-        device=t2i_settings.device,
+        clip=clip,
+        device=settings.device,
         info=info,
-        cache_identity=detector_identity(t2i_settings, ref, architecture, model, clip_scorer),
+        cache_identity=detector_identity(settings, ref, architecture, model, clip),
     )
 
 

@@ -200,18 +200,25 @@ def resnet_identity(settings: Any, model: Any, transforms: Any, info: ModelInfo)
 @pytest.fixture(scope="session")
 def imagenet_classifier(pytestconfig: pytest.Config, t2i_settings: Any) -> ImagenetClassifier:
     """torchvision ResNet-50 (--t2i-resnet-weights): ``probabilities(images)`` -> [images, 1000]."""
-    from harness.common import model_loading
     from harness.pytest_plugin.session_state import note_model
 
-    model, transforms, categories, info = model_loading.load_resnet(t2i_settings)
-    note_model(pytestconfig, info)
+    classifier = build_imagenet_classifier(t2i_settings)
+    note_model(pytestconfig, classifier.info)
+    return classifier
+
+
+def build_imagenet_classifier(settings: Any) -> ImagenetClassifier:
+    """ResNet-50 as the session fixture builds it (and a Ray actor, on its own node)."""
+    from harness.common import model_loading
+
+    model, transforms, categories, info = model_loading.load_resnet(settings)
     return ImagenetClassifier(
         model=model,
         transforms=transforms,
         categories=categories,
-        device=t2i_settings.device,
+        device=settings.device,
         info=info,
-        cache_identity=resnet_identity(t2i_settings, model, transforms, info),
+        cache_identity=resnet_identity(settings, model, transforms, info),
     )
 
 

@@ -380,13 +380,20 @@ def vqa_identity(settings: Settings, model: VqaModel) -> dict[str, str] | None:
 def vqa_model(pytestconfig: pytest.Config, t2i_settings: Settings) -> VqaModel:
     """The vision-language model (--t2i-vqa-model): ``vqa_model.probabilities_yes(images, questions)`` ->
     [images, questions] tensor of P(yes)."""
-    from harness.judging.vqa_model import load_vqa_model
     from harness.pytest_plugin.availability import offline_reason_for
     from harness.pytest_plugin.session_state import note_model
 
     ref = vqa_model_ref(pytestconfig)
     _, where, _ = given(pytestconfig, OPTION.ini, OPTION.flag)
-    model = load_vqa_model(ref, where, t2i_settings.device, t2i_settings.dtype, offline_reason_for(pytestconfig, ref))
+    model = build_vqa_model(t2i_settings, ref, where, offline_reason_for(pytestconfig, ref))
     note_model(pytestconfig, model.info)
-    model.cache_identity = vqa_identity(t2i_settings, model)
+    return model
+
+
+def build_vqa_model(settings: Settings, ref: str, where: str, offline_reason: str | None) -> VqaModel:
+    """The VLM as the session fixture builds it (and a Ray actor, on its own node)."""
+    from harness.judging.vqa_model import load_vqa_model
+
+    model = load_vqa_model(ref, where, settings.device, settings.dtype, offline_reason)
+    model.cache_identity = vqa_identity(settings, model)
     return model

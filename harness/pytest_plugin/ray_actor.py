@@ -252,48 +252,25 @@ class BatchActor:
 
     def _build(self, fixture: str) -> Any:
         """A judge's model, built as its session fixture builds it."""
-        from harness.common import model_loading
 
         settings = self.settings
         if fixture == "clip_scorer":
-            from harness.judging.clip import ClipScorer, clip_identity
+            from harness.judging.clip import build_clip_scorer
 
-            model, processor, info = model_loading.load_clip(settings, self._offline_for(settings.clip_model))
-            identity = clip_identity(settings, model, info)
-            return ClipScorer(
-                model=model, processor=processor, device=settings.device, info=info, cache_identity=identity
-            )
+            return build_clip_scorer(settings, self._offline_for(settings.clip_model))
         if fixture == "imagenet_classifier":
-            from harness.judging.resnet import ImagenetClassifier, resnet_identity
+            from harness.judging.resnet import build_imagenet_classifier
 
-            resnet, transforms, categories, info = model_loading.load_resnet(settings)
-            identity = resnet_identity(settings, resnet, transforms, info)
-            return ImagenetClassifier(resnet, transforms, categories, settings.device, info, identity)
+            return build_imagenet_classifier(settings)
         ref, where = self.options.model_refs[fixture]
         if fixture == "vqa_model":
-            from harness.judging.vqa import vqa_identity
-            from harness.judging.vqa_model import load_vqa_model
+            from harness.judging.vqa import build_vqa_model
 
-            vqa = load_vqa_model(ref, where, settings.device, settings.dtype, self._offline_for(ref))
-            vqa.cache_identity = vqa_identity(settings, vqa)
-            return vqa
+            return build_vqa_model(settings, ref, where, self._offline_for(ref))
         if fixture == "object_detector":
-            from harness.judging.object_detector import ObjectDetector, load_detector
-            from harness.judging.objects import detector_identity
+            from harness.judging.objects import build_object_detector
 
-            clip = self._model("clip_scorer")
-            model, processor, architecture, info = load_detector(
-                ref, settings.device, settings.dtype, self._offline_for(ref)
-            )
-            return ObjectDetector(
-                model=model,
-                processor=processor,
-                architecture=architecture,
-                clip=clip,
-                device=settings.device,
-                info=info,
-                cache_identity=detector_identity(settings, ref, architecture, model, clip),
-            )
+            return build_object_detector(settings, ref, self._model("clip_scorer"), self._offline_for(ref))
         raise ValueError(f"no actor-side builder for fixture {fixture!r}")  # refused before the run
 
     def _offline_for(self, ref: str) -> str | None:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from test_interrupted_run import run_interrupted_after_first_item
 from test_report import report_data
 
 from conftest import Labels, case_yaml
@@ -245,44 +246,20 @@ def all_cpus_free(ray: Any, timeout: float = 10) -> bool:
 def test_ctrl_c_on_ray_leaves_valid_reports_and_stops_the_actors(
     pytester: pytest.Pytester, model_args: list[str], clip_labels: Labels, local_ray: Any
 ) -> None:
-    import _thread
-    import signal
-    import threading
-
     body = "".join(
         f'- id: case-{n}\n  prompt: "{clip_labels.prompt}"\n  clip: {clip_labels.passing}\n' for n in range(24)
     )
     pytester.makefile(".yaml", suite=case_yaml(body, steps=4))
     results = pytester.path / "reports/results.json"
-    stop_watching = threading.Event()
-
-    def press_ctrl_c_after_the_first_item() -> None:
-        # As tests/test_interrupted_run.py: SIGINT's handler raises KeyboardInterrupt in the main thread, here
-        # usually while it waits for a batch.
-        deadline = time.monotonic() + 120
-        while not results.exists() and time.monotonic() < deadline and not stop_watching.is_set():
-            time.sleep(0.05)
-        if not stop_watching.is_set():
-            _thread.interrupt_main(signal.SIGINT)
-
-    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
-    watcher = threading.Thread(target=press_ctrl_c_after_the_first_item, daemon=True)
-    watcher.start()
-    try:
-        result = pytester.runpytest(
-            "suite.yaml",
-            "--t2i-batch-size=2",
-            "--t2i-ray=auto",
-            "--html=reports/report.html",
-            *model_args,
-            no_reraise_ctrlc=True,
-        )
-    except KeyboardInterrupt:
-        pytest.fail("the Ctrl-C reached the test itself, not the run under test")
-    finally:
-        stop_watching.set()
-        watcher.join()
-        signal.signal(signal.SIGINT, previous)
+    result = run_interrupted_after_first_item(
+        pytester,
+        results,
+        "suite.yaml",
+        "--t2i-batch-size=2",
+        "--t2i-ray=auto",
+        "--html=reports/report.html",
+        *model_args,
+    )
     assert result.ret == pytest.ExitCode.INTERRUPTED
     finished = json.loads(results.read_text())["results"]
     assert 1 <= len(finished) < 24 and {r["outcome"] for r in finished} == {"passed"}

@@ -162,7 +162,7 @@ def _item(state: ReviewState, unit: ReviewUnit, item: ReviewItem, sections: list
     )
     baseline_image = _baseline_figure(state, item, token)
     diff = Markup()
-    if record.image and state.baseline_image_key(item) is not None:
+    if record.image and item.before_image is not None:
         diff = html(
             """<div class="diff mode-side" data-index="{index}">
 <p class="views"><button type="button" data-mode="side">side by side</button>
@@ -175,7 +175,7 @@ black = identical, scaled so the largest difference is full scale: <span class="
 </figcaption></figure>
 </div>""",
             index=item.index,
-            base=_url(f"/cached/{state.baseline_image_key(item)}.png", token),
+            base=_url(f"/cached/{item.before_image}.png", token),
             now=_url(f"/run/{record.image}", token),
             heat=_url(f"/diff/{item.index}.png", token),
             stats=_url(f"/diff/{item.index}.json", token),
@@ -211,7 +211,7 @@ black = identical, scaled so the largest difference is full scale: <span class="
 def _baseline_figure(state: ReviewState, item: ReviewItem, token: str) -> Markup:
     if item.before is None:
         return html('<figure class="before missing"><figcaption>baseline</figcaption><p>{}</p></figure>', "no entry")
-    key = state.baseline_image_key(item)
+    key = item.before_image
     if key is None:
         why = (
             "same inputs as this run (cache key unchanged)"

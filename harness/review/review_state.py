@@ -358,9 +358,6 @@ class ReviewState:
             else "from the image cache"
         )
 
-    def baseline_image_key(self, item: ReviewItem) -> str | None:
-        return item.before_image
-
     def unit(self, uid: str) -> ReviewUnit:
         found = self._units_by_uid.get(uid)
         if found is None:

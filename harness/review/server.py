@@ -143,10 +143,7 @@ class _Handler(BaseHTTPRequestHandler):
         if match := _CACHED_ROUTE.match(path):
             return self._cached_image(match.group(1)), "image/png"
         if match := _DIFF_ROUTE.match(path):
-            png, stats = self._heatmap(int(match.group(1)))
-            if match.group(2) == "png":
-                return png, "image/png"
-            return json.dumps({"stats": stats}).encode("utf-8"), "application/json"
+            return self._difference(int(match.group(1)), as_image=match.group(2) == "png")
         raise _Refused(HTTPStatus.NOT_FOUND, f"not found: {path}")
 
     def _run_image(self, relative: str) -> bytes:
@@ -165,15 +162,16 @@ class _Handler(BaseHTTPRequestHandler):
             raise _Refused(HTTPStatus.NOT_FOUND, f"refused: no baseline image {key} on this page")
         return _png(image)
 
-    def _heatmap(self, index: int) -> tuple[bytes, str]:
-        """The difference heatmap of an item's image against the baseline's, and its numbers in a sentence."""
-        from harness.reports.image_diff import SizeMismatch, heatmap_png_with_stats
+    def _difference(self, index: int, as_image: bool) -> tuple[bytes, str]:
+        """An item's image against the baseline's: the heatmap PNG, or its numbers in a sentence (computed alone,
+        without drawing the heatmap, when the page asks for them)."""
+        from harness.reports.image_diff import SizeMismatch, difference_stats, heatmap_png
         from harness.reports.run_images import ImageRefused, run_image
 
         state = self.server.state
         with state.lock:
             item = state.items_by_index.get(index)
-            key = state.baseline_image_key(item) if item is not None else None
+            key = item.before_image if item is not None else None
             before = state.baseline_image(key) if key is not None else None
         if item is None or key is None or item.record.image is None:
             raise _Refused(HTTPStatus.NOT_FOUND, f"refused: no difference view {index} on this page")
@@ -181,12 +179,14 @@ class _Handler(BaseHTTPRequestHandler):
             raise _Refused(HTTPStatus.NOT_FOUND, f"refused: the baseline image {key} can no longer be read")
         try:
             now = run_image(state.run.run_dir, item.record.image).pixels
-            png, stats = heatmap_png_with_stats(before, now)
+            if as_image:
+                return heatmap_png(before, now), "image/png"
+            stats = difference_stats(before, now).describe()
         except (ImageRefused, OSError) as exc:
             raise _Refused(HTTPStatus.NOT_FOUND, f"refused: the image {item.record.image!r} {exc}") from None
         except SizeMismatch as exc:  # a per-pixel difference of a resized image would measure the resizing
             raise _Refused(HTTPStatus.CONFLICT, f"no difference view: {exc}") from None
-        return png, stats.describe()
+        return json.dumps({"stats": stats}).encode("utf-8"), "application/json"
 
     # -- deciding -----------------------------------------------------------------------------
 
